@@ -1,0 +1,166 @@
+"""The ``allowed-codes`` filter: EC2 instances whose Code tag is missing or not allowed."""
+import logging
+
+from botocore.exceptions import ClientError
+from c7n.exceptions import PolicyValidationError
+from c7n.filters.core import ValueFilter
+from c7n.resolver import ValuesFrom
+from c7n.utils import chunks, local_session, set_annotation, type_schema
+
+from c7n_broom import codes, events
+from c7n_broom.lambda_check import check_lambda_packaging
+
+log = logging.getLogger("custodian.broom.filters")
+
+ANNOTATION = "c7n:broom-violation"
+DEFAULT_KEY = "tag:Code"
+
+
+class AllowedCodes(ValueFilter):
+    """Match EC2 instances that break the Code tag rule.
+
+    An instance violates when its tag is missing, empty or whitespace only, or holds
+    a value that is not one of the allowed codes. Each match is annotated under
+    ``c7n:broom-violation`` with the reason (``missing``, ``empty``, ``invalid``) and
+    the value seen; ``creator-report`` puts that in its message.
+
+    The allowed codes come from ``codes`` (a list) or ``value_from`` (any of
+    Custodian's value sources). ``codes-override`` replaces ``codes`` when it is set:
+    point it at a c7n-org variable (``"{broom_codes}"``) so accounts can carry their
+    own codes in ``accounts.yml`` while the policy keeps the defaults; a placeholder
+    left unexpanded means "not set". Matching is exact unless ``ignore-case`` is true.
+
+    In cloudtrail mode a tag that DescribeInstances does not show yet is looked up in
+    the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
+    instance is called a violator.
+
+    :example:
+
+    .. code-block:: yaml
+
+        policies:
+          - name: ec2-require-code-tag
+            resource: aws.ec2
+            filters:
+              - type: allowed-codes
+                codes: [LOL, GGG, BRB, YLO]
+                codes-override: "{broom_codes}"
+                ignore-case: false
+    """
+
+    schema = type_schema(
+        "allowed-codes",
+        key={"type": "string"},
+        codes={"type": "array"},
+        value_from={"$ref": "#/definitions/filters_common/value_from"},
+        **{
+            "codes-override": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+            "ignore-case": {"type": "boolean"},
+        },
+    )
+    schema_alias = False
+    permissions = ("ec2:DescribeInstances", "ec2:DescribeTags")
+    annotate = False
+
+    def validate(self):
+        name = self._where()
+        if "codes" in self.data and "value_from" in self.data:
+            raise PolicyValidationError(
+                "%s: set either 'codes' or 'value_from', not both" % name)
+        if "codes" not in self.data and "value_from" not in self.data:
+            raise PolicyValidationError(
+                "%s: no allowed codes: add 'codes: [...]' or 'value_from'" % name)
+        if "codes" in self.data:
+            self._parse("codes", self.data["codes"], allow_string=False)
+        override = self.data.get("codes-override")
+        if not codes.is_unset(override):
+            self._parse("codes-override", override)
+        key = self.data.get("key", DEFAULT_KEY)
+        if not isinstance(key, str) or not key.strip():
+            raise PolicyValidationError("%s: 'key' must name a field, e.g. tag:Code" % name)
+        check_lambda_packaging(self.manager, self.type)
+        return self
+
+    def _where(self):
+        policy = self.manager.data.get("name", "?") if self.manager else "?"
+        return "policy:%s filter:%s" % (policy, self.type)
+
+    def _parse(self, option, value, allow_string=True):
+        if isinstance(value, str) and not allow_string:
+            raise PolicyValidationError(
+                "%s: '%s' must be a YAML list, e.g. [LOL, GGG]" % (self._where(), option))
+        try:
+            return codes.parse_codes(value)
+        except ValueError as e:
+            raise PolicyValidationError("%s: '%s': %s" % (self._where(), option, e))
+
+    def allowed_codes(self):
+        """The allowed codes this policy enforces, resolved once."""
+        if getattr(self, "_allowed", None) is None:
+            override = self.data.get("codes-override")
+            if not codes.is_unset(override):
+                allowed = self._parse("codes-override", override)
+            elif "value_from" in self.data:
+                values = ValuesFrom(self.data["value_from"], self.manager).get_values()
+                allowed = self._parse("value_from", sorted(values) if isinstance(
+                    values, (set, frozenset)) else values)
+            else:
+                allowed = self._parse("codes", self.data["codes"])
+            self._allowed = allowed
+        return self._allowed
+
+    @property
+    def tag_key(self):
+        key = self.data.get("key", DEFAULT_KEY)
+        return key.split(":", 1)[1] if key.startswith("tag:") else None
+
+    def violation(self, resource, extra_tags=None):
+        key = self.data.get("key", DEFAULT_KEY)
+        value = self.get_resource_value(key, resource)
+        if value is None and extra_tags and self.tag_key in extra_tags:
+            value = extra_tags[self.tag_key]
+        return codes.classify(value, self.allowed_codes(), self.data.get("ignore-case", False))
+
+    def process(self, resources, event=None):
+        allowed = self.allowed_codes()
+        record = events.cloudtrail_record(event)
+        requested = events.request_tags(record) if record else {}
+        suspects = [r for r in resources if self.violation(r, requested)]
+        late = self._late_tags([r for r in suspects if self.violation(r, requested).reason
+                                == codes.MISSING]) if self.tag_key else {}
+        matched = []
+        for r in suspects:
+            found = dict(requested)
+            found.update(late.get(r["InstanceId"], {}))
+            verdict = self.violation(r, found)
+            if verdict is None:
+                log.info("instance %s: %s tag found after launch, compliant",
+                         r["InstanceId"], self.tag_key)
+                continue
+            annotation = dict(verdict.as_dict(), key=self.data.get("key", DEFAULT_KEY),
+                              allowed=list(allowed))
+            set_annotation(r, ANNOTATION, annotation)
+            matched.append(r)
+        return matched
+
+    def _late_tags(self, resources):
+        """Read tags DescribeInstances may not show yet, by resource id (DescribeTags)."""
+        if not resources:
+            return {}
+        client = local_session(self.manager.session_factory).client("ec2")
+        found = {}
+        for batch in chunks([r["InstanceId"] for r in resources], 100):
+            try:
+                pages = self.manager.retry(
+                    client.describe_tags,
+                    Filters=[{"Name": "resource-id", "Values": batch},
+                             {"Name": "key", "Values": [self.tag_key]}])
+            except ClientError as e:
+                if e.response["Error"]["Code"] in ("UnauthorizedOperation", "AccessDenied"):
+                    log.warning("cannot re-read tags (%s): add ec2:DescribeTags to the "
+                                "execution role", e.response["Error"]["Code"])
+                    return found
+                raise
+            for tag in pages.get("Tags", []):
+                found.setdefault(tag["ResourceId"], {})[tag["Key"]] = tag.get("Value", "")
+        return found

@@ -1,0 +1,179 @@
+"""Pure formatting of Broom's report: one human-readable SNS message per instance.
+
+Everything that comes from an event or a tag is untrusted: ``clean`` escapes control
+characters (newlines included) so such a value cannot change the message layout.
+"""
+import unicodedata
+from dataclasses import dataclass, field
+
+MAX_FIELD = 256
+SUBJECT_LIMIT = 100
+
+TERMINATED = "terminated"
+FAILED = "termination-failed"
+REPORT_ONLY = "not-terminated"
+GONE = "already-gone"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What really happened to an instance: ``status`` is one of the constants above."""
+
+    status: str
+    detail: str = ""
+
+    @property
+    def headline(self):
+        return {
+            TERMINATED: "terminated",
+            FAILED: "could NOT terminate",
+            REPORT_ONLY: "found (not terminated)",
+            GONE: "found already gone",
+        }.get(self.status, self.status)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Everything a report says about one violating instance."""
+
+    instance_id: str
+    region: str
+    account_id: str
+    image_id: str = ""
+    instance_type: str = ""
+    launch_time: str = ""
+    code_key: str = "Code"
+    code_value: str | None = None
+    reason: str = "missing"
+    allowed: tuple = ()
+    event_name: str = ""
+    event_time: str = ""
+    event_id: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def clean(value, limit=MAX_FIELD):
+    """One line of printable text: control and format characters escaped, length capped."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029":
+            code = ord(ch)
+            out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+                       if code < 0x10000 else "\\U%08x" % code)
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def quote(value):
+    """A cleaned value in double quotes, so surrounding white space stays visible."""
+    return '"%s"' % clean(value).replace('"', '\\"')
+
+
+def describe_value(finding):
+    if finding.reason == "missing":
+        return "(no %s tag)" % clean(finding.code_key)
+    if finding.reason == "empty":
+        return "(empty: %s)" % quote(finding.code_value)
+    return quote(finding.code_value)
+
+
+def describe_reason(finding):
+    key = clean(finding.code_key)
+    if finding.reason == "missing":
+        return "the instance has no %s tag" % key
+    if finding.reason == "empty":
+        return "the %s tag is empty" % key
+    return "%s=%s is not an allowed code" % (key, quote(finding.code_value))
+
+
+def subject(finding, outcome):
+    """A short, single-line, ASCII subject (SNS allows 100 characters)."""
+    text = "Broom %s %s in %s: %s" % (
+        outcome.headline, finding.instance_id, finding.region,
+        "no Code tag" if finding.reason == "missing" else "%s Code tag" % finding.reason)
+    text = clean(text).encode("ascii", "replace").decode("ascii")
+    return text[:SUBJECT_LIMIT]
+
+
+def body(finding, outcome, creator):
+    """The message a person reads. ``creator`` is an identity.Creator."""
+    allowed = ", ".join(clean(code) for code in finding.allowed) or "(none configured)"
+    lines = [
+        "Broom %s EC2 instance %s in %s (account %s)." % (
+            outcome.headline, clean(finding.instance_id), clean(finding.region),
+            clean(finding.account_id)),
+        "",
+        "Why:            %s (allowed codes: %s)" % (describe_reason(finding), allowed),
+        "Action taken:   %s" % describe_outcome(outcome),
+        "",
+        "Launched by:    %s" % clean(creator.describe(), 512),
+        "Identity type:  %s" % clean(creator.identity_type),
+        "Identity ARN:   %s" % (clean(creator.arn) or "(not recorded)"),
+        "Account:        %s" % clean(finding.account_id),
+        "Region:         %s" % clean(finding.region),
+        "Instance:       %s" % clean(finding.instance_id),
+        "Image:          %s" % (clean(finding.image_id) or "(unknown)"),
+        "Instance type:  %s" % (clean(finding.instance_type) or "(unknown)"),
+        "Launch time:    %s" % (clean(finding.launch_time) or "(unknown)"),
+        "Code tag:       %s" % describe_value(finding),
+        "Event:          %s" % describe_event(finding),
+    ]
+    for label, value in sorted(finding.extra.items()):
+        lines.append("%-15s %s" % (clean(label, 40) + ":", clean(value)))
+    lines += [
+        "",
+        "What to do: every EC2 instance in this account must carry a %s tag set to one of "
+        "the allowed codes (%s). Launch again with that tag." % (clean(finding.code_key),
+                                                                   allowed),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def describe_outcome(outcome):
+    text = {
+        TERMINATED: "terminated",
+        FAILED: "termination FAILED, the instance is still there",
+        REPORT_ONLY: "none (report only)",
+        GONE: "none, the instance no longer exists",
+    }.get(outcome.status, clean(outcome.status))
+    if outcome.detail:
+        text += " (%s)" % clean(outcome.detail)
+    return text
+
+
+def describe_event(finding):
+    if not finding.event_name:
+        return "none (found by a scheduled or manual run)"
+    text = "%s at %s" % (clean(finding.event_name), clean(finding.event_time) or "?")
+    if finding.event_id:
+        text += " (event id %s)" % clean(finding.event_id)
+    return text
+
+
+def attributes(finding, outcome, creator):
+    """SNS message attributes for subscribers that filter or parse (at most 10)."""
+    values = {
+        "broom.instance_id": finding.instance_id,
+        "broom.account_id": finding.account_id,
+        "broom.region": finding.region,
+        "broom.reason": finding.reason,
+        "broom.outcome": outcome.status,
+        "broom.code": finding.code_value if finding.code_value is not None else "",
+        "broom.creator": creator.name,
+        "broom.creator_type": creator.identity_type,
+        "broom.creator_arn": creator.arn,
+        "broom.event_id": finding.event_id,
+    }
+    return {
+        name: {"DataType": "String", "StringValue": clean(value)}
+        for name, value in values.items() if clean(value)
+    }
