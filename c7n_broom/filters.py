@@ -5,7 +5,7 @@ from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
 from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
-from c7n.utils import chunks, local_session, set_annotation, type_schema
+from c7n.utils import chunks, local_session, type_schema
 
 from c7n_broom import codes, events
 from c7n_broom.lambda_check import check_lambda_packaging
@@ -139,7 +139,7 @@ class AllowedCodes(ValueFilter):
                 continue
             annotation = dict(verdict.as_dict(), key=self.data.get("key", DEFAULT_KEY),
                               allowed=list(allowed))
-            set_annotation(r, ANNOTATION, annotation)
+            r[ANNOTATION] = annotation
             matched.append(r)
         return matched
 

@@ -74,7 +74,7 @@ def _escape(char):
 
 def _clean(value):
     """Coerce ``value`` to a single-line, printable string of at most MAX_FIELD_LENGTH."""
-    text = "".join(_escape(char) for char in _text(value)[:MAX_FIELD_LENGTH])
+    text = "".join(_escape(char) for char in _text(value)[: MAX_FIELD_LENGTH + 1])
     return text if len(text) <= MAX_FIELD_LENGTH else text[: MAX_FIELD_LENGTH - 3] + "..."
 
 

@@ -59,9 +59,7 @@ def clean(value, limit=MAX_FIELD):
     text = value if isinstance(value, str) else str(value)
     out = []
     for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029":
+        if unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029":
             code = ord(ch)
             out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code
                        if code < 0x10000 else "\\U%08x" % code)

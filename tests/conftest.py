@@ -1,0 +1,148 @@
+"""Shared fixtures: fake credentials, moto, recorded CloudTrail events, policy loading."""
+import copy
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from c7n.config import Config
+from c7n.credentials import SessionFactory
+from c7n.policy import Policy
+from moto import mock_aws
+
+import c7n_broom  # noqa: F401  (registers Broom's elements)
+
+DATA = Path(__file__).parent / "data"
+CLOUDTRAIL = DATA / "cloudtrail"
+REPO = Path(__file__).parent.parent
+ACCOUNT = "123456789012"  # moto's default account
+REGION = "us-east-1"
+IMAGE = "ami-12345678"  # moto does not check image ids; describe_images is slow
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch, tmp_path):
+    """Fake credentials and no shared config, so nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN",
+                 "AWS_SECURITY_TOKEN", "C7N_USE_STS_REGIONAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def load_record(name):
+    """A recorded CloudTrail record from tests/data/cloudtrail/."""
+    return json.loads((CLOUDTRAIL / name).read_text())
+
+
+def run_instances_event(instance_ids, record="event-cloud-trail-run-instance-creator.json",
+                        account=ACCOUNT, region=REGION, tags=None):
+    """An EventBridge envelope for a recorded RunInstances record, re-pointed at
+    the given instance ids (and request tags, if any)."""
+    detail = copy.deepcopy(load_record(record) if isinstance(record, str) else record)
+    template = detail["responseElements"]["instancesSet"]["items"][0]
+    items = []
+    for instance_id in instance_ids:
+        item = copy.deepcopy(template)
+        item["instanceId"] = instance_id
+        items.append(item)
+    detail["responseElements"]["instancesSet"]["items"] = items
+    detail["awsRegion"] = region
+    detail["recipientAccountId"] = account
+    if tags is not None:
+        detail["requestParameters"]["tagSpecificationSet"] = {"items": [{
+            "resourceType": "instance",
+            "tags": [{"key": k, "value": v} for k, v in tags.items()]}]}
+    return {
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+        "account": account, "time": detail["eventTime"], "region": region,
+        "resources": [], "detail": detail,
+    }
+
+
+def launch(count=1, tags=None, region=REGION, **kw):
+    """Launch instances in moto and return their ids."""
+    ec2 = boto3.client("ec2", region_name=region)
+    params = dict(ImageId=IMAGE, MinCount=count, MaxCount=count, InstanceType="t3.micro", **kw)
+    if tags:
+        params["TagSpecifications"] = [{
+            "ResourceType": "instance",
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    return [i["InstanceId"] for i in ec2.run_instances(**params)["Instances"]]
+
+
+def states(instance_ids, region=REGION):
+    ec2 = boto3.client("ec2", region_name=region)
+    result = {}
+    for reservation in ec2.describe_instances(InstanceIds=instance_ids)["Reservations"]:
+        for instance in reservation["Instances"]:
+            result[instance["InstanceId"]] = instance["State"]["Name"]
+    return result
+
+
+_OUTPUT = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def policy_output(tmp_path_factory):
+    """Where policies loaded by tests write their run logs and resources.json."""
+    _OUTPUT["dir"] = str(tmp_path_factory.mktemp("custodian-output"))
+    return _OUTPUT["dir"]
+
+
+def load_policy(data, region=REGION, account_id=ACCOUNT, variables=None, validate=True):
+    """Load one policy the way the custodian CLI does: expand variables, then validate."""
+    config = Config.empty(region=region, account_id=account_id, output_dir=_OUTPUT["dir"],
+                          cache="", cache_period=0)
+    policy = Policy(data, config, session_factory=SessionFactory(region))
+    policy.expand_variables(policy.get_variables(dict(variables or {})))
+    if validate:
+        policy.validate()
+    return policy
+
+
+def policy_file(name="ec2-tags.yml"):
+    import yaml
+    return yaml.safe_load((REPO / "policies" / name).read_text())
+
+
+class Inbox:
+    """An SQS queue subscribed to an SNS topic: what a subscriber receives."""
+
+    def __init__(self, topic_name="broom-reports", region=REGION):
+        self.region = region
+        self.sns = boto3.client("sns", region_name=region)
+        self.sqs = boto3.client("sqs", region_name=region)
+        self.topic_arn = self.sns.create_topic(Name=topic_name)["TopicArn"]
+        self.queue_url = self.sqs.create_queue(QueueName=topic_name + "-inbox")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def messages(self):
+        """All SNS notifications delivered so far (Subject, Message, MessageAttributes)."""
+        out = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return out
+            for m in batch:
+                out.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url,
+                                        ReceiptHandle=m["ReceiptHandle"])
+
+
+@pytest.fixture
+def inbox(aws):
+    return Inbox()

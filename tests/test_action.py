@@ -1,0 +1,153 @@
+"""creator-report and the main policy, pushed a RunInstances event (mock_aws)."""
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from c7n.exceptions import PolicyValidationError
+
+from c7n_broom.actions import ReportDeliveryError
+from conftest import (ACCOUNT, REGION, Inbox, launch, load_policy, policy_file,
+                      run_instances_event, states)
+
+
+def main_policy(variables=None):
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    return load_policy(data, variables=variables)
+
+
+def test_push_terminates_violators_and_reports_the_creator(inbox):
+    [good] = launch(tags={"Code": "LOL"})
+    [untagged] = launch()
+    [wrong] = launch(tags={"Code": "NOPE"})
+    event = run_instances_event([good, untagged, wrong])
+
+    main_policy().push(event)
+
+    assert states([good, untagged, wrong]) == {
+        good: "running", untagged: "terminated", wrong: "terminated"}
+    messages = {m["MessageAttributes"]["broom.instance_id"]["Value"]: m
+                for m in inbox.messages()}
+    assert set(messages) == {untagged, wrong}
+    body = messages[untagged]["Message"]
+    assert "Broom terminated EC2 instance %s in us-east-1" % untagged in body
+    assert "Launched by:    c7nbot" in body
+    assert "Identity type:  IAMUser" in body
+    assert "arn:aws:iam::644160558196:user/c7nbot" in body
+    assert "Account:        %s" % ACCOUNT in body
+    assert "Image:          ami-12345678" in body
+    assert "Instance type:  t3.micro" in body
+    assert "Launch time:    20" in body
+    assert "Event:          RunInstances at 2016-07-24T10:57:13Z" in body
+    assert "the instance has no Code tag" in body
+    assert "Action taken:   terminated" in body
+    assert "LOL, GGG, BRB, YLO" in body
+    assert '"NOPE" is not an allowed code' in messages[wrong]["Message"]
+    assert messages[untagged]["Subject"] == (
+        "Broom terminated %s in us-east-1: no Code tag" % untagged)
+    attrs = messages[wrong]["MessageAttributes"]
+    assert attrs["broom.outcome"]["Value"] == "terminated"
+    assert attrs["broom.reason"]["Value"] == "invalid"
+    assert attrs["broom.code"]["Value"] == "NOPE"
+    assert attrs["broom.creator"]["Value"] == "c7nbot"
+
+
+def test_second_delivery_of_the_same_event_sends_no_new_report(inbox):
+    [untagged] = launch()
+    event = run_instances_event([untagged])
+    main_policy().push(event)
+    assert len(inbox.messages()) == 1
+    main_policy().push(event)
+    assert inbox.messages() == []
+
+
+def test_termination_protected_instance_is_terminated_with_force(inbox):
+    [protected] = launch(DisableApiTermination=True)
+    main_policy().push(run_instances_event([protected]))
+    assert states([protected]) == {protected: "terminated"}
+    [message] = inbox.messages()
+    assert "Action taken:   terminated" in message["Message"]
+
+
+def test_report_says_termination_failed_when_the_instance_survives(inbox, monkeypatch):
+    """The message never claims a termination EC2 does not show."""
+    from c7n.resources.ec2 import Terminate
+    monkeypatch.setattr(Terminate, "process", lambda self, resources: None)
+    [untagged] = launch()
+    main_policy().push(run_instances_event([untagged]))
+    assert states([untagged]) == {untagged: "running"}
+    [message] = inbox.messages()
+    assert "Broom could NOT terminate EC2 instance" in message["Message"]
+    assert "termination FAILED" in message["Message"]
+    assert "terminated" not in message["Subject"].replace("NOT terminate", "")
+    assert message["MessageAttributes"]["broom.outcome"]["Value"] == "termination-failed"
+
+
+def report_only_policy(**options):
+    return load_policy({
+        "name": "broom-report-only", "resource": "aws.ec2",
+        "filters": [{"type": "allowed-codes", "codes": ["LOL"]}],
+        "actions": [dict({"type": "creator-report",
+                          "topic": "arn:aws:sns:{region}:{account_id}:broom-reports"},
+                         **options)]})
+
+
+def test_pull_mode_report_marks_the_creator_unknown_and_terminates_nothing(inbox):
+    [untagged] = launch()
+    report_only_policy().run()
+    assert states([untagged]) == {untagged: "running"}
+    [message] = inbox.messages()
+    assert "Launched by:    unknown" in message["Message"]
+    assert "Action taken:   none (report only)" in message["Message"]
+    assert "Event:          none" in message["Message"]
+
+
+def test_report_goes_to_a_topic_in_another_region(aws):
+    eu = Inbox(region="eu-west-1")
+    [untagged] = launch()
+    report_only_policy(topic=eu.topic_arn).run()
+    [message] = eu.messages()
+    assert untagged in message["Message"]
+    assert "Region:         us-east-1" in message["Message"]
+
+
+def test_topic_override_from_vars_wins_over_the_default_topic(aws):
+    default = Inbox()
+    other = Inbox(topic_name="team-a-reports")
+    [untagged] = launch(tags={"Code": "ABC"})
+    main_policy(variables={"broom_topic": other.topic_arn,
+                           "broom_codes": "XYZ"}).push(run_instances_event([untagged]))
+    assert default.messages() == []
+    [message] = other.messages()
+    assert '"ABC" is not an allowed code (allowed codes: XYZ)' in message["Message"]
+
+
+def test_untrusted_strings_cannot_break_the_message_layout(inbox):
+    [wrong] = launch(tags={"Code": "X\nAction taken:   nothing"})
+    event = run_instances_event([wrong])
+    event["detail"]["userIdentity"]["userName"] = "eve\r\nLaunched by: admin"
+    main_policy().push(event)
+    [message] = inbox.messages()
+    lines = message["Message"].splitlines()
+    assert [line for line in lines if line.startswith("Action taken:")] == [
+        "Action taken:   terminated"]
+    [launched_by] = [line for line in lines if line.startswith("Launched by")]
+    assert launched_by.startswith("Launched by:    eve\\x0d\\x0aLaunched by: admin")
+    assert "\\x0aAction taken:" in message["Message"]
+
+
+def test_failed_report_still_terminates_and_ends_in_an_error(aws):
+    [untagged] = launch()
+    missing_topic = "arn:aws:sns:us-east-1:%s:does-not-exist" % ACCOUNT
+    policy = main_policy(variables={"broom_topic": missing_topic})
+    with pytest.raises(ReportDeliveryError, match="1 of 1 reports could not be published"):
+        policy.push(run_instances_event([untagged]))
+    assert states([untagged]) == {untagged: "terminated"}
+
+
+def test_validation_rejects_a_topic_that_is_not_an_sns_arn(aws):
+    with pytest.raises(PolicyValidationError, match="'topic' must be an SNS topic ARN"):
+        report_only_policy(topic="broom-reports")
+
+
+def test_validation_rejects_a_bad_topic_override(aws):
+    with pytest.raises(PolicyValidationError, match="'topic-override' must be an SNS"):
+        report_only_policy(**{"topic-override": "arn:aws:sqs:us-east-1:123456789012:q"})

@@ -1,0 +1,285 @@
+"""Tests for c7n_broom.lambda_runner: running a Custodian Lambda archive without AWS."""
+import copy
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from c7n.config import Config
+from c7n.credentials import SessionFactory
+from c7n.mu import PolicyLambda
+from c7n.policy import Policy
+from c7n.resources import load_resources
+
+from c7n_broom.lambda_runner import (
+    RUNTIME_PACKAGES, LambdaRunnerError, archive_handler_check, eventbridge_envelope,
+    run_archive)
+from c7n_broom.localaws import DEFAULT_ACCOUNT, LocalAws
+
+CLOUDTRAIL = Path(__file__).parent / "data" / "cloudtrail"
+REGION = "us-east-1"
+IMAGE = "ami-12345678"  # moto does not check image ids; describe_images is slow
+
+UNTAGGED_TERMINATOR = {
+    "name": "broom-runner-test-untagged",
+    "resource": "aws.ec2",
+    "mode": {"type": "cloudtrail", "events": ["RunInstances"]},
+    "filters": [{"tag:Code": "absent"}],
+    "actions": ["terminate"],
+}
+
+
+@pytest.fixture(scope="module")
+def local_aws():
+    with LocalAws(region=REGION) as aws:
+        yield aws
+
+
+@pytest.fixture
+def fresh_aws(local_aws):
+    local_aws.reset()
+    return local_aws
+
+
+@pytest.fixture(scope="module")
+def custodian_archive(tmp_path_factory):
+    """The archive stock c7n publishes for UNTAGGED_TERMINATOR (c7n + config.json + handler)."""
+    load_resources(("aws.ec2",))
+    config = Config.empty(region=REGION, output_dir=str(tmp_path_factory.mktemp("out")))
+    policy = Policy(UNTAGGED_TERMINATOR, config, session_factory=SessionFactory(REGION))
+    return PolicyLambda(policy).get_archive().get_bytes()
+
+
+def make_zip(files):
+    """A Lambda archive holding ``files`` ({name: source})."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, contents in files.items():
+            archive.writestr(name, contents)
+    return buffer.getvalue()
+
+
+def run_source(source, event=None, timeout=30):
+    """Run ``source`` as h.py with handler ``h.run`` and no AWS settings."""
+    return run_archive(make_zip({"h.py": source}), "h.run", event or {}, env={}, timeout=timeout)
+
+
+def run_instances_record(instance_id):
+    record = json.loads((CLOUDTRAIL / "event-cloud-trail-run-instance-creator.json").read_text())
+    record["responseElements"]["instancesSet"]["items"][0]["instanceId"] = instance_id
+    return record
+
+
+def launch(aws, tags=None):
+    params = {"ImageId": IMAGE, "MinCount": 1, "MaxCount": 1}
+    if tags:
+        params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
+            {"Key": key, "Value": value} for key, value in tags.items()]}]
+    return aws.client("ec2").run_instances(**params)["Instances"][0]["InstanceId"]
+
+
+def state(aws, instance_id):
+    reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservations[0]["Instances"][0]["State"]["Name"]
+
+
+def deliver(archive, aws, instance_id):
+    event = eventbridge_envelope(run_instances_record(instance_id), account=DEFAULT_ACCOUNT)
+    return run_archive(archive, "custodian_policy.run", event, env=aws.env(), timeout=60)
+
+
+# The stock Custodian archive, end to end against moto
+
+
+def test_custodian_archive_terminates_untagged_instance_named_in_event(
+        custodian_archive, fresh_aws):
+    instance_id = launch(fresh_aws)
+
+    result = deliver(custodian_archive, fresh_aws, instance_id)
+
+    assert result.ok, result.logs
+    assert result.value is True
+    assert "Found resource ids:['%s']" % instance_id in result.logs
+    assert state(fresh_aws, instance_id) == "terminated"
+
+
+def test_custodian_archive_spares_instance_with_code_tag(custodian_archive, fresh_aws):
+    instance_id = launch(fresh_aws, tags={"Code": "alpha"})
+
+    result = deliver(custodian_archive, fresh_aws, instance_id)
+
+    assert result.ok, result.logs
+    assert state(fresh_aws, instance_id) == "running"
+
+
+def test_custodian_archive_holds_c7n_and_the_stock_handler(custodian_archive):
+    with zipfile.ZipFile(io.BytesIO(custodian_archive)) as archive:
+        names = set(archive.namelist())
+        config = json.loads(archive.read("config.json"))
+
+    assert archive_handler_check(custodian_archive) == ["c7n"]
+    assert {"custodian_policy.py", "config.json"} <= names
+    assert config["policies"] == [UNTAGGED_TERMINATOR]
+
+
+# Isolation: only the archive and the Lambda runtime's packages
+
+
+@pytest.mark.parametrize("package", ["c7n", "c7n_broom", "moto", "yaml"])
+def test_handler_cannot_import_packages_outside_the_archive(package):
+    result = run_source("import %s\n\ndef run(event, context):\n    return 1\n" % package)
+
+    assert not result.ok
+    assert result.error_type == "ModuleNotFoundError"
+    assert result.error_message == "No module named '%s'" % package
+
+
+def test_handler_imports_lambda_runtime_packages_and_nothing_from_site_packages():
+    source = (
+        "import importlib, sys\n"
+        "def run(event, context):\n"
+        "    files = {name: importlib.import_module(name).__file__ for name in event['names']}\n"
+        "    return {'files': files, 'path': sys.path}\n")
+
+    result = run_source(source, event={"names": list(RUNTIME_PACKAGES)})
+
+    assert result.ok, result.logs
+    assert all("/runtime/" in path for path in result.value["files"].values())
+    assert not [entry for entry in result.value["path"] if "site-packages" in entry]
+
+
+def test_handler_runs_in_archive_folder_with_event_and_lambda_context():
+    source = (
+        "import json, os\n"
+        "def run(event, context):\n"
+        "    with open('config.json') as f:\n"
+        "        config = json.load(f)\n"
+        "    return {'event': event, 'config': config,\n"
+        "            'in_task_root': os.getcwd() == os.environ['LAMBDA_TASK_ROOT'],\n"
+        "            'function_name': context.function_name,\n"
+        "            'memory': context.memory_limit_in_mb,\n"
+        "            'request_id': context.aws_request_id,\n"
+        "            'remaining_ms': context.get_remaining_time_in_millis()}\n")
+    archive = make_zip({"h.py": source, "config.json": '{"policies": []}'})
+
+    result = run_archive(archive, "h.run", {"hello": "world"}, env={}, timeout=30,
+                         function_name="custodian-broom-test", memory_mb=256)
+
+    assert result.ok, result.logs
+    assert result.value["event"] == {"hello": "world"}
+    assert result.value["config"] == {"policies": []}
+    assert result.value["in_task_root"] is True
+    assert result.value["function_name"] == "custodian-broom-test"
+    assert result.value["memory"] == 256
+    assert result.value["request_id"] in result.logs
+    assert 0 < result.value["remaining_ms"] <= 30000
+
+
+# Failures are reported the way Lambda reports them
+
+
+def test_handler_exception_gives_type_message_and_traceback():
+    result = run_source("def run(event, context):\n    raise ValueError('no Code tag')\n")
+
+    assert not result.ok
+    assert (result.error_type, result.error_message) == ("ValueError", "no Code tag")
+    assert "h.py" in result.traceback
+    assert "ValueError: no Code tag" in result.logs
+
+
+def test_handler_past_its_timeout_is_killed():
+    result = run_source("import time\n\ndef run(event, context):\n    time.sleep(60)\n",
+                        timeout=0.5)
+
+    assert not result.ok
+    assert result.error_type == "Timeout"
+    assert result.error_message == "Task timed out after 0.50 seconds"
+    assert result.duration_s < 10
+
+
+def test_process_exit_without_result_is_an_exit_error():
+    result = run_source("import os\n\ndef run(event, context):\n    os._exit(3)\n")
+
+    assert (result.ok, result.error_type, result.exit_code) == (False, "Runtime.ExitError", 3)
+
+
+def test_unserialisable_return_value_is_a_marshal_error():
+    result = run_source("def run(event, context):\n    return object()\n")
+
+    assert (result.ok, result.error_type) == (False, "Runtime.MarshalError")
+
+
+def test_logs_hold_stdout_stderr_and_log_records():
+    source = (
+        "import logging, sys\n"
+        "def run(event, context):\n"
+        "    print('to stdout')\n"
+        "    print('to stderr', file=sys.stderr)\n"
+        "    logging.getLogger('custodian.test').warning('a log record')\n")
+
+    result = run_source(source)
+
+    assert result.ok, result.logs
+    for text in ("START RequestId", "to stdout", "to stderr",
+                 "[WARNING]", "a log record", "END RequestId"):
+        assert text in result.logs
+
+
+def test_peak_memory_is_the_childs_own():
+    result = run_source("def run(event, context):\n    return 1\n")
+
+    # A bare interpreter needs about 10 MB; the parent (pytest, moto, c7n) far more,
+    # and Linux would carry the parent's peak into ru_maxrss across exec.
+    assert 0 < result.max_rss_kb < 60_000
+
+
+def test_handler_without_module_and_function_is_rejected():
+    with pytest.raises(LambdaRunnerError, match="module.function"):
+        run_archive(make_zip({}), "run", {}, env={})
+
+
+# eventbridge_envelope and archive_handler_check are plain functions
+
+
+def test_envelope_wraps_a_cloudtrail_record_as_eventbridge_delivers_it():
+    record = run_instances_record("i-0123456789abcdef0")
+
+    event = eventbridge_envelope(record)
+
+    assert event["detail-type"] == "AWS API Call via CloudTrail"
+    assert event["source"] == "aws.ec2"
+    assert event["account"] == "644160558196"
+    assert event["region"] == "us-east-1"
+    assert event["time"] == "2016-07-24T10:57:13Z"
+    assert event["detail"] == record
+    assert (event["version"], event["resources"]) == ("0", [])
+
+
+def test_envelope_account_and_region_override_the_record():
+    record = run_instances_record("i-0123456789abcdef0")
+
+    event = eventbridge_envelope(record, account="111111111111", region="eu-west-1")
+
+    assert (event["account"], event["region"]) == ("111111111111", "eu-west-1")
+    assert event["detail"]["awsRegion"] == "us-east-1"
+
+
+def test_envelopes_get_unique_ids():
+    record = run_instances_record("i-0123456789abcdef0")
+    assert eventbridge_envelope(record)["id"] != eventbridge_envelope(record)["id"]
+
+
+def test_envelope_rejects_a_record_that_is_not_an_api_call():
+    record = copy.deepcopy(run_instances_record("i-0123456789abcdef0"))
+    del record["eventSource"]
+    with pytest.raises(ValueError, match="eventSource"):
+        eventbridge_envelope(record)
+
+
+def test_archive_handler_check_lists_top_level_packages():
+    archive = make_zip({
+        "pkg/__init__.py": "", "pkg/sub/mod.py": "", "nspkg/mod.py": "",
+        "top.py": "", "data/readme.txt": "", "config.json": "{}"})
+
+    assert archive_handler_check(archive) == ["nspkg", "pkg"]
