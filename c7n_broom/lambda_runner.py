@@ -188,7 +188,10 @@ def run_archive(archive_bytes, handler, event, env, timeout=120, *,
             json.dump(spec, f)
         child_env = _lambda_env(env, paths, handler, function_name, memory_mb)
         log.debug("invoking %s from %s", handler, paths["task_root"])
-        return _run_child(paths, child_env, timeout)
+        result = _run_child(paths, child_env, timeout)
+    log.debug("%s finished in %.2fs: ok=%s error_type=%s",
+              handler, result.duration_s, result.ok, result.error_type)
+    return result
 
 
 def eventbridge_envelope(record, account=None, region=None):
@@ -324,13 +327,18 @@ def _run_child(paths, child_env, timeout):
         child = subprocess.Popen(
             command, cwd=paths["task_root"], env=child_env, stdin=subprocess.DEVNULL,
             stdout=logs, stderr=subprocess.STDOUT, start_new_session=True)
+        timed_out = False
         try:
-            exit_code = child.wait(timeout)
-            timed_out = False
+            child.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            exit_code = child.wait()
             timed_out = True
+        finally:
+            # Also on KeyboardInterrupt: the child runs in its own session, so
+            # nothing else would stop it.
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    exit_code = child.returncode
     duration = time.monotonic() - started
     with open(paths["logs"], errors="replace") as f:
         output = f.read()

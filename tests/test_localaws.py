@@ -28,7 +28,8 @@ def fresh_state(local_aws):
 
 
 def launch(client):
-    return client.run_instances(ImageId=IMAGE, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    instances = client.run_instances(ImageId=IMAGE, MinCount=1, MaxCount=1)["Instances"]
+    return instances[0]["InstanceId"]
 
 
 def instance_ids(client):
