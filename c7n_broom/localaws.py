@@ -129,11 +129,29 @@ class LocalAws:
         log.info("local AWS on port %d stopped", self.port)
 
     def reset(self):
-        """Forget every resource in every account and region (``POST /moto-api/reset``)."""
+        """Forget every resource in every account and region (``POST /moto-api/reset``).
+
+        moto's backends are global to the process: this also clears the state of any
+        in-process ``mock_aws`` in the same interpreter.
+        """
         request = urllib.request.Request(
             self.endpoint_url + "/moto-api/reset", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with no_proxy.open(request, timeout=30) as response:
             response.read()
+
+    def published_archive(self, function_name, region=None, account=DEFAULT_ACCOUNT):
+        """The exact zip bytes last uploaded for a Lambda function.
+
+        moto's API does not hand the code back, but its server runs in this process:
+        read the bytes from its Lambda backend. Compare their SHA-256 with the
+        function's ``CodeSha256`` to prove they are what was published.
+        """
+        from moto.awslambda.models import lambda_backends
+
+        self._require_running()
+        backend = lambda_backends[account][region or self.region]
+        return backend.get_function(function_name).code_bytes
 
     def env(self, region=None):
         """Environment for a subprocess (``custodian``, ``c7n-org``) to use this server.
@@ -158,6 +176,8 @@ class LocalAws:
             "AWS_SHARED_CREDENTIALS_FILE": os.path.join(self._config_dir, "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
         })
+        for name in ("NO_PROXY", "no_proxy"):  # never send loopback calls to a proxy
+            env[name] = ",".join(filter(None, (env.get(name), LOOPBACK)))
         return env
 
     def session(self, region=None):

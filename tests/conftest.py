@@ -35,8 +35,24 @@ def aws_credentials(monkeypatch, tmp_path):
 
 @pytest.fixture
 def aws():
+    """moto in-process (mock_aws): fast unit tests."""
     with mock_aws():
         yield
+
+
+@pytest.fixture(scope="session")
+def local_aws():
+    """moto's standalone server on a free loopback port, for the stock CLIs."""
+    from c7n_broom.localaws import LocalAws
+    with LocalAws(region=REGION) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_aws(local_aws):
+    """The local AWS server, emptied before the test."""
+    local_aws.reset()
+    return local_aws
 
 
 def load_record(name):

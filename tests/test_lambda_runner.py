@@ -31,23 +31,23 @@ UNTAGGED_TERMINATOR = {
 
 
 @pytest.fixture(scope="module")
-def local_aws():
-    with LocalAws(region=REGION) as aws:
-        yield aws
+def terminator_policy(tmp_path_factory):
+    """UNTAGGED_TERMINATOR, writing its Lambda-side output under pytest's tmp dir.
 
-
-@pytest.fixture
-def fresh_aws(local_aws):
-    local_aws.reset()
-    return local_aws
+    c7n's handler sends output to /tmp unless the policy's own
+    ``mode.execution-options.output_dir`` says otherwise.
+    """
+    data = copy.deepcopy(UNTAGGED_TERMINATOR)
+    data["mode"]["execution-options"] = {"output_dir": str(tmp_path_factory.mktemp("lambda"))}
+    return data
 
 
 @pytest.fixture(scope="module")
-def custodian_archive(tmp_path_factory):
-    """The archive stock c7n publishes for UNTAGGED_TERMINATOR (c7n + config.json + handler)."""
+def custodian_archive(terminator_policy, tmp_path_factory):
+    """The archive stock c7n publishes for the policy (c7n + config.json + handler)."""
     load_resources(("aws.ec2",))
     config = Config.empty(region=REGION, output_dir=str(tmp_path_factory.mktemp("out")))
-    policy = Policy(UNTAGGED_TERMINATOR, config, session_factory=SessionFactory(REGION))
+    policy = Policy(terminator_policy, config, session_factory=SessionFactory(REGION))
     return PolicyLambda(policy).get_archive().get_bytes()
 
 
@@ -93,7 +93,7 @@ def deliver(archive, aws, instance_id):
 
 
 def test_custodian_archive_terminates_untagged_instance_named_in_event(
-        custodian_archive, fresh_aws):
+        custodian_archive, terminator_policy, fresh_aws):
     instance_id = launch(fresh_aws)
 
     result = deliver(custodian_archive, fresh_aws, instance_id)
@@ -102,6 +102,8 @@ def test_custodian_archive_terminates_untagged_instance_named_in_event(
     assert result.value is True
     assert "Found resource ids:['%s']" % instance_id in result.logs
     assert state(fresh_aws, instance_id) == "terminated"
+    output = Path(terminator_policy["mode"]["execution-options"]["output_dir"])
+    assert (output / terminator_policy["name"] / "resources.json").exists()
 
 
 def test_custodian_archive_spares_instance_with_code_tag(custodian_archive, fresh_aws):
@@ -113,14 +115,14 @@ def test_custodian_archive_spares_instance_with_code_tag(custodian_archive, fres
     assert state(fresh_aws, instance_id) == "running"
 
 
-def test_custodian_archive_holds_c7n_and_the_stock_handler(custodian_archive):
+def test_custodian_archive_holds_c7n_and_the_stock_handler(custodian_archive, terminator_policy):
     with zipfile.ZipFile(io.BytesIO(custodian_archive)) as archive:
         names = set(archive.namelist())
         config = json.loads(archive.read("config.json"))
 
     assert archive_handler_check(custodian_archive) == ["c7n"]
     assert {"custodian_policy.py", "config.json"} <= names
-    assert config["policies"] == [UNTAGGED_TERMINATOR]
+    assert config["policies"] == [terminator_policy]
 
 
 # Isolation: only the archive and the Lambda runtime's packages
