@@ -8,20 +8,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PTH = "c7n_broom.pth"
 
 
+POLICIES = sorted(name for name in os.listdir(os.path.join(HERE, "policies"))
+                  if name.endswith(".yml"))
+
+
 class build_py_with_pth(build_py):
-    """Also place ``c7n_broom.pth`` at the root of site-packages.
+    """Also place ``c7n_broom.pth`` at the root of site-packages, and ship the policies.
 
     The .pth file makes the stock ``custodian`` and ``c7n-org`` commands load Broom
-    (c7n has no plugin discovery); see ``_c7n_broom_autoload.py``.
+    (c7n has no plugin discovery); see ``_c7n_broom_autoload.py``. The policy files
+    are copied into ``c7n_broom/policies/`` so ``broom demo`` runs the shipped default.
     """
+
+    def extra_files(self):
+        files = [(os.path.join(HERE, PTH), os.path.join(self.build_lib, PTH))]
+        for name in POLICIES:
+            files.append((os.path.join(HERE, "policies", name),
+                          os.path.join(self.build_lib, "c7n_broom", "policies", name)))
+        return files
 
     def run(self):
         super().run()
-        self.copy_file(os.path.join(HERE, PTH), os.path.join(self.build_lib, PTH),
-                       preserve_mode=0)
+        for source, target in self.extra_files():
+            self.mkpath(os.path.dirname(target))
+            self.copy_file(source, target, preserve_mode=0)
 
     def get_outputs(self, include_bytecode=True):
-        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
+        return super().get_outputs(include_bytecode) + [t for _, t in self.extra_files()]
 
 
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
@@ -38,8 +51,6 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["c7n_broom", "c7n_broom.*"]),
     py_modules=["_c7n_broom_autoload"],
-    package_data={"c7n_broom": ["data/*"]},
-    include_package_data=True,
     install_requires=[
         "c7n>=0.9.40,<0.10",
         "c7n-org>=0.6.40,<0.7",

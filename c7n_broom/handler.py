@@ -3,8 +3,27 @@
 c7n's own handler imports no plugins, so a policy using Broom's elements would fail
 to load in Lambda; this one registers Broom first, then hands over to c7n.
 """
+import tempfile
+
 import c7n_broom  # noqa: F401  (registers the filter and action)
 from c7n import handler as c7n_handler
+
+_c7n_init_config = c7n_handler.init_config
+
+
+def _init_config(policy_config):
+    """c7n's init_config, with its hard-coded ``/tmp`` output honouring ``TMPDIR``.
+
+    In Lambda ``TMPDIR`` is unset and this is still ``/tmp``; when the archive runs
+    locally (``broom demo``, tests) each run keeps its output in its own folder.
+    """
+    config = _c7n_init_config(policy_config)
+    if config.get("output_dir") == "/tmp":  # nosec: Lambda's scratch space
+        config["output_dir"] = tempfile.gettempdir()
+    return config
+
+
+c7n_handler.init_config = _init_config
 
 
 def run(event, context):

@@ -102,8 +102,19 @@ def subject(finding, outcome):
     return text[:SUBJECT_LIMIT]
 
 
-def body(finding, outcome, creator):
-    """The message a person reads. ``creator`` is an identity.Creator."""
+def describe_creator(creator):
+    """Who, in a few words: name, the service that acted for them, and a note."""
+    text = clean(creator.name)
+    if creator.via and creator.via != creator.name:
+        text += " via %s" % clean(creator.via)
+    if creator.note:
+        text += " (%s)" % clean(creator.note)
+    return text
+
+
+def body(finding, outcome, creator, actor="Launched by"):
+    """The message a person reads. ``creator`` is an identity.Creator; ``actor`` names
+    its part ("Launched by", or "Tagged by" for a later tag change)."""
     allowed = ", ".join(clean(code) for code in finding.allowed) or "(none configured)"
     lines = [
         "Broom %s EC2 instance %s in %s (account %s)." % (
@@ -113,7 +124,12 @@ def body(finding, outcome, creator):
         "Why:            %s (allowed codes: %s)" % (describe_reason(finding), allowed),
         "Action taken:   %s" % describe_outcome(outcome),
         "",
-        "Launched by:    %s" % clean(creator.describe(), 512),
+        "%-15s %s" % (actor + ":", describe_creator(creator)),
+    ]
+    if creator.role:
+        lines.append("Role:           %s%s" % (clean(creator.role), (
+            " (session %s)" % clean(creator.session)) if creator.session else ""))
+    lines += [
         "Identity type:  %s" % clean(creator.identity_type),
         "Identity ARN:   %s" % (clean(creator.arn) or "(not recorded)"),
         "Account:        %s" % clean(finding.account_id),
