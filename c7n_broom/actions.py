@@ -11,12 +11,14 @@ from c7n_broom import codes, events, report
 from c7n_broom.filters import ANNOTATION
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.terminate import OUTCOME
 
 log = logging.getLogger("custodian.broom.actions")
 
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 GONE_STATES = ("shutting-down", "terminated")
-TERMINATING_ACTIONS = ("terminate",)
+TERMINATING_ACTIONS = ("terminate", "safe-terminate")
+ACTORS = {"RunInstances": "Launched by", "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -97,6 +99,7 @@ class CreatorReport(EventAction):
         if not live:
             return []
         outcomes = self.outcomes(live)
+        actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
         client = self.sns_client()
         sent, failed = [], []
         for r in live:
@@ -107,7 +110,7 @@ class CreatorReport(EventAction):
                     client.publish,
                     TopicArn=self.topic,
                     Subject=report.subject(finding, outcome),
-                    Message=report.body(finding, outcome, creator),
+                    Message=report.body(finding, outcome, creator, actor),
                     MessageAttributes=report.attributes(finding, outcome, creator))
             except ClientError as e:
                 log.error("report for instance %s NOT published to %s: %s",
@@ -137,11 +140,17 @@ class CreatorReport(EventAction):
         return False
 
     def outcomes(self, resources):
-        """What EC2 says happened to each instance, after the earlier actions."""
+        """What happened to each instance: as recorded by safe-terminate, else as EC2
+        shows it after the earlier actions."""
+        result = {r["InstanceId"]: report.Outcome(**r[OUTCOME])
+                  for r in resources if isinstance(r.get(OUTCOME), dict)}
+        resources = [r for r in resources if r["InstanceId"] not in result]
+        if not resources:
+            return result
         if not self.terminates():
-            return {r["InstanceId"]: report.Outcome(report.REPORT_ONLY) for r in resources}
+            result.update({r["InstanceId"]: report.Outcome(report.REPORTED) for r in resources})
+            return result
         states = self.current_states([r["InstanceId"] for r in resources])
-        result = {}
         for r in resources:
             state = states.get(r["InstanceId"])
             if state is None:

@@ -7,9 +7,10 @@ from c7n.resources.ec2 import EC2
 
 from c7n_broom.actions import CreatorReport
 from c7n_broom.filters import AllowedCodes
+from c7n_broom.terminate import SafeTerminate
 
 FILTERS = {"allowed-codes": AllowedCodes}
-ACTIONS = {"creator-report": CreatorReport}
+ACTIONS = {"creator-report": CreatorReport, "safe-terminate": SafeTerminate}
 
 
 class NameClashError(RuntimeError):
@@ -29,6 +30,6 @@ def _register(registry, elements):
 
 
 def initialize_broom():
-    """Register the allowed-codes filter and creator-report action on aws.ec2."""
+    """Register the allowed-codes filter and Broom's actions on aws.ec2."""
     _register(EC2.filter_registry, FILTERS)
     _register(EC2.action_registry, ACTIONS)

@@ -10,8 +10,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields
 
-#: Longest text kept per field; real names, ARNs and e-mail addresses are far shorter.
-MAX_FIELD_LENGTH = 256
+#: Longest text kept per field: the longest ARN IAM allows. Real values are shorter, and
+#: are never clipped (exemptions match on ``arn`` and ``role``); longer ones end in "...".
+MAX_FIELD_LENGTH = 2048
 
 # Characters that could break a report line or disguise text: controls, format
 # characters (bidirectional overrides, zero-width), lone surrogates, line/paragraph separators.
@@ -106,16 +107,17 @@ class Creator:
     creator whatever the event held; ``name`` is never empty ("unknown" at worst).
     """
 
-    name: str
-    identity_type: str = "Unknown"
+    name: str  # who, for a person: "alice@example.com", "GR_Dev_Developer", "root"
+    identity_type: str = "Unknown"  # userIdentity.type as recorded
     arn: str = ""
     account_id: str = ""
-    role: str = ""
-    session: str = ""
-    via: str = ""
-    note: str = ""
+    role: str = ""  # role name of an assumed role (SSO and service-linked roles included)
+    session: str = ""  # session name of an assumed role
+    via: str = ""  # userIdentity.invokedBy: the AWS service that acted for the principal
+    note: str = ""  # short explanation for the reader, when one helps
 
     def __post_init__(self):
+        """Coerce and escape every field (the values come from an untrusted event)."""
         for field in fields(self):
             object.__setattr__(self, field.name, _clean(getattr(self, field.name)))
         if not self.name:
@@ -255,7 +257,7 @@ def _best_effort(identity, kind):
         _text(identity.get("accountId")),
     )
     name = next((candidate for candidate in candidates if candidate), "")
-    return _creator(identity, kind, name) if name else UNKNOWN
+    return _creator(identity, kind, name) if name or kind != "Unknown" else UNKNOWN
 
 
 _RESOLVERS = {

@@ -66,18 +66,41 @@ def published(aws, function_name, region, account=None):
     return config, archive
 
 
-def invoke_deployed(aws, function_name, record, region, account=None, timeout=None):
+def invoke_deployed(aws, function_name, record, region, account=None, timeout=None,
+                    function_account=None):
     """Deliver a CloudTrail record to a deployed function, as EventBridge would.
 
     ``record`` is a bare CloudTrail record; it is wrapped in an "AWS API Call via
-    CloudTrail" envelope for ``account``/``region``. Returns the InvocationResult.
+    CloudTrail" envelope for ``account``/``region``. The function is looked up in
+    ``function_account`` (default: ``account``; a hub receiving a member's event is
+    another account) and its handler runs with credentials of the function's
+    execution role, as Lambda runs it. Returns the InvocationResult.
     """
     from c7n_broom.localaws import DEFAULT_ACCOUNT
 
     account = account or DEFAULT_ACCOUNT
-    config, archive = published(aws, function_name, region, account)
+    function_account = function_account or account
+    config, archive = published(aws, function_name, region, function_account)
     event = eventbridge_envelope(record, account=account, region=region)
     return run_archive(
-        archive, config["Handler"], event, env=aws.env(region=region),
+        archive, config["Handler"], event, env=execution_env(aws, config, region),
         timeout=timeout or config["Timeout"], function_name=function_name,
         memory_mb=config["MemorySize"])
+
+
+def execution_env(aws, config, region):
+    """``aws.env(region)`` with the credentials of the function's execution role.
+
+    Lambda runs a handler as its ``Role``; in moto, assuming that role yields
+    credentials that act in the role's account, so a function deployed into another
+    account (c7n-org) acts there and not in the default account.
+    """
+    credentials = aws.client("sts", region=region).assume_role(
+        RoleArn=config["Role"], RoleSessionName=config["FunctionName"][:64])["Credentials"]
+    env = aws.env(region=region)
+    env.update({
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+    })
+    return env

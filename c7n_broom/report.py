@@ -11,8 +11,11 @@ SUBJECT_LIMIT = 100
 
 TERMINATED = "terminated"
 FAILED = "termination-failed"
-REPORT_ONLY = "not-terminated"
+REPORT_ONLY = "would-terminate"
+EXEMPT = "exempt"
+HELD = "held-by-cap"
 GONE = "already-gone"
+REPORTED = "reported"
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,11 @@ class Outcome:
         return {
             TERMINATED: "terminated",
             FAILED: "could NOT terminate",
-            REPORT_ONLY: "found (not terminated)",
+            REPORT_ONLY: "would terminate",
+            EXEMPT: "found (exempt)",
+            HELD: "held back from terminating",
             GONE: "found already gone",
+            REPORTED: "found",
         }.get(self.status, self.status)
 
 
@@ -156,8 +162,11 @@ def describe_outcome(outcome):
     text = {
         TERMINATED: "terminated",
         FAILED: "termination FAILED, the instance is still there",
-        REPORT_ONLY: "none (report only)",
+        REPORT_ONLY: "none: Broom would terminate it, but only reports",
+        EXEMPT: "none: exempt",
+        HELD: "none: held back by the safety cap",
         GONE: "none, the instance no longer exists",
+        REPORTED: "none (this policy only reports)",
     }.get(outcome.status, clean(outcome.status))
     if outcome.detail:
         text += " (%s)" % clean(outcome.detail)

@@ -162,3 +162,42 @@ class Inbox:
 @pytest.fixture
 def inbox(aws):
     return Inbox()
+
+
+class Protection:
+    """EC2's termination protection, which moto does not enforce, emulated at the
+    botocore level: TerminateInstances naming a protected instance is refused as a
+    whole with OperationNotPermitted; clearing ``disableApiTermination`` through
+    ModifyInstanceAttribute lifts it (as ``terminate`` with ``force`` does)."""
+
+    def __init__(self):
+        self.protected = set()
+        self.calls = []
+
+    def __call__(self, original):
+        from botocore.exceptions import ClientError
+
+        def make_api_call(client, operation, params):
+            if operation == "TerminateInstances":
+                self.calls.append(list(params["InstanceIds"]))
+                blocked = sorted(self.protected & set(params["InstanceIds"]))
+                if blocked:
+                    raise ClientError({"Error": {
+                        "Code": "OperationNotPermitted",
+                        "Message": "The instance '%s' may not be terminated. Modify its "
+                                   "'disableApiTermination' instance attribute and try "
+                                   "again." % blocked[0]}}, operation)
+            if (operation == "ModifyInstanceAttribute"
+                    and params.get("Attribute") == "disableApiTermination"
+                    and str(params.get("Value")).lower() == "false"):
+                self.protected.discard(params["InstanceId"])
+            return original(client, operation, params)
+        return make_api_call
+
+
+@pytest.fixture
+def protection(monkeypatch):
+    from botocore.client import BaseClient
+    emulation = Protection()
+    monkeypatch.setattr(BaseClient, "_make_api_call", emulation(BaseClient._make_api_call))
+    return emulation

@@ -59,24 +59,17 @@ def test_second_delivery_of_the_same_event_sends_no_new_report(inbox):
     assert inbox.messages() == []
 
 
-def test_termination_protected_instance_is_terminated_with_force(inbox):
-    [protected] = launch(DisableApiTermination=True)
-    main_policy().push(run_instances_event([protected]))
-    assert states([protected]) == {protected: "terminated"}
-    [message] = inbox.messages()
-    assert "Action taken:   terminated" in message["Message"]
-
-
-def test_report_says_termination_failed_when_the_instance_survives(inbox, monkeypatch):
-    """The message never claims a termination EC2 does not show."""
-    from c7n.resources.ec2 import Terminate
-    monkeypatch.setattr(Terminate, "process", lambda self, resources: None)
-    [untagged] = launch()
-    main_policy().push(run_instances_event([untagged]))
-    assert states([untagged]) == {untagged: "running"}
+def test_report_says_termination_failed_when_the_instance_survives(inbox, protection):
+    """The message never claims a termination EC2 did not do: a protected spot
+    instance cannot be forced."""
+    [spot] = launch(InstanceMarketOptions={"MarketType": "spot"})
+    protection.protected.add(spot)
+    main_policy().push(run_instances_event([spot]))
+    assert states([spot]) == {spot: "running"}
     [message] = inbox.messages()
     assert "Broom could NOT terminate EC2 instance" in message["Message"]
     assert "termination FAILED" in message["Message"]
+    assert "force cannot clear termination protection on spot" in message["Message"]
     assert "terminated" not in message["Subject"].replace("NOT terminate", "")
     assert message["MessageAttributes"]["broom.outcome"]["Value"] == "termination-failed"
 
@@ -96,7 +89,7 @@ def test_pull_mode_report_marks_the_creator_unknown_and_terminates_nothing(inbox
     assert states([untagged]) == {untagged: "running"}
     [message] = inbox.messages()
     assert "Launched by:    unknown" in message["Message"]
-    assert "Action taken:   none (report only)" in message["Message"]
+    assert "Action taken:   none (this policy only reports)" in message["Message"]
     assert "Event:          none" in message["Message"]
 
 

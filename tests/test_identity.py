@@ -261,6 +261,12 @@ def test_unrecognised_type_is_kept_and_user_name_used():
     assert (creator.name, creator.identity_type) == ("grace", "SomethingNew")
 
 
+def test_unrecognised_type_without_names_is_kept_with_an_unknown_name():
+    creator = resolve_creator({"type": "SomethingNew"})
+
+    assert (creator.name, creator.identity_type) == ("unknown", "SomethingNew")
+
+
 # Malformed and hostile input
 
 
@@ -278,7 +284,9 @@ def test_values_without_identity_give_unknown(value):
 def test_unknown_is_a_report_safe_unknown_creator():
     assert UNKNOWN.name == "unknown"
     assert UNKNOWN.identity_type == "Unknown"
-    assert UNKNOWN.describe() == "unknown (Unknown); no CloudTrail userIdentity says who launched it"
+    assert UNKNOWN.describe() == (
+        "unknown (Unknown); no CloudTrail userIdentity says who launched it"
+    )
 
 
 def test_iam_user_with_wrong_typed_fields_falls_back_to_the_arn():
@@ -373,6 +381,7 @@ REALISTIC_TEXT = [
     "arn:aws:iam::123456789012:role/aws-service-role/",
     "arn:aws:iam::123456789012:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForX",
     "arn::::::", "arn", ":", "/", "AWSServiceRoleFor", "AWSReservedSSO__0123456789abcdef",
+    "AWSServiceRoleForAutoScaling", "AWSServiceRoleForSomething", "Alice",
     "autoscaling.amazonaws.com", "AROAEXAMPLE:", "a\nb", "\u202e\u2028\x00\ud800",
 ]
 UNSAFE_TEXT = st.text(st.characters(categories=["Cc", "Cf", "Cs", "Zl", "Zp", "Zs", "Ll"]))

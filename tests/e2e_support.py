@@ -1,0 +1,198 @@
+"""Helpers for the end-to-end tests: moto's server as the local AWS, the stock CLIs.
+
+The unit-test helpers in conftest.py use plain boto3 clients for the in-process
+``mock_aws``; these take the :class:`c7n_broom.localaws.LocalAws` server and an
+optional account, and reach it through ``aws.client(service, region=, account=)``.
+"""
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from conftest import ACCOUNT, IMAGE, REGION, run_instances_event
+
+REPO = Path(__file__).parent.parent
+POLICIES = REPO / "policies"
+BIN = Path(sys.executable).parent
+OTHER_REGION = "eu-west-1"
+TOPIC = "broom-reports"
+
+# What a stock command prints when something went wrong, even when it exits 0.
+# c7n-org logs a policy that fails to load at WARNING as "Error running policy in
+# ACCOUNT @ REGION exception: ...", and one that fails to run at ERROR.
+PROBLEM = re.compile(r"ERROR|Traceback|Error running policy|[Ee]xception")
+
+
+def policy_data(name="ec2-tags.yml"):
+    """The single policy in ``policies/NAME``, as written (variables not expanded)."""
+    [data] = yaml.safe_load((POLICIES / name).read_text())["policies"]
+    return data
+
+
+def function_name(policy):
+    """The Lambda function c7n provisions for a policy."""
+    return "custodian-" + policy["name"]
+
+
+def expected_pattern(policy):
+    """The EventBridge pattern c7n renders for a cloudtrail-mode policy's events.
+
+    c7n's cloudtrail pattern has no top-level ``source``: ``detail.eventSource``
+    selects the service.
+    """
+    events = policy["mode"]["events"]
+    return {
+        "detail-type": ["AWS API Call via CloudTrail"],
+        "detail": {"eventSource": sorted({e["source"] for e in events}),
+                   "eventName": [e["event"] for e in events]},
+    }
+
+
+def launch(aws, tags=None, region=REGION, account=None):
+    """Launch one instance on the server and return its id."""
+    params = dict(ImageId=IMAGE, MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    if tags:
+        params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
+            {"Key": key, "Value": value} for key, value in tags.items()]}]
+    ec2 = aws.client("ec2", region=region, account=account)
+    return ec2.run_instances(**params)["Instances"][0]["InstanceId"]
+
+
+def launch_trio(aws, region=REGION, account=None):
+    """Three instances: an allowed Code, no Code tag, a Code that is not allowed."""
+    return {
+        "valid": launch(aws, {"Code": "LOL"}, region, account),
+        "missing": launch(aws, None, region, account),
+        "invalid": launch(aws, {"Code": "NOPE"}, region, account),
+    }
+
+
+def states(aws, instance_ids, region=REGION, account=None):
+    """{instance id: state name} as EC2 shows them now."""
+    ec2 = aws.client("ec2", region=region, account=account)
+    return {instance["InstanceId"]: instance["State"]["Name"]
+            for reservation in ec2.describe_instances(
+                InstanceIds=list(instance_ids))["Reservations"]
+            for instance in reservation["Instances"]}
+
+
+def run_instances_record(instance_ids, region=REGION, account=ACCOUNT):
+    """The recorded RunInstances CloudTrail record (IAM user c7nbot) launching
+    ``instance_ids`` in ``account``/``region``: what EventBridge puts under ``detail``."""
+    return run_instances_event(instance_ids, account=account, region=region)["detail"]
+
+
+class ServerInbox:
+    """An SNS topic on the server with an SQS queue subscribed: what a subscriber gets.
+
+    Creating the topic is idempotent, so an inbox can join a topic a test already
+    uses; it receives what is published after it subscribed.
+    """
+
+    def __init__(self, aws, topic_name=TOPIC, region=REGION, account=None):
+        sns = aws.client("sns", region=region, account=account)
+        self.sqs = aws.client("sqs", region=region, account=account)
+        self.topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
+        queue_name = "%s-inbox-%d" % (topic_name, len(
+            sns.list_subscriptions_by_topic(TopicArn=self.topic_arn)["Subscriptions"]))
+        self.queue_url = self.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def messages(self):
+        """The SNS notifications received since the last call (Subject, Message, ...)."""
+        received = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return received
+            for message in batch:
+                received.append(json.loads(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def by_instance(messages):
+    """{instance id: notification}, from the ``broom.instance_id`` attribute."""
+    return {m["MessageAttributes"]["broom.instance_id"]["Value"]: m for m in messages}
+
+
+def archive_config(archive):
+    """The config.json c7n wrote into a Lambda archive (the policy it runs)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        return json.loads(zipped.read("config.json"))
+
+
+def stock(name, args, env, cwd=None):
+    """Run a stock console script (custodian, c7n-org) and return it, whatever its
+    exit status; ``.output`` holds stdout and stderr together."""
+    completed = subprocess.run(
+        [str(BIN / name)] + [str(a) for a in args], env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=300)
+    completed.output = completed.stdout + completed.stderr
+    return completed
+
+
+def problems(output):
+    """The lines of a command's output that report an error or a traceback."""
+    return [line for line in output.splitlines() if PROBLEM.search(line)]
+
+
+def deployment_snapshot(aws, name, region=REGION, account=None):
+    """Everything ``custodian run`` provisions for a function, for comparison."""
+    lam = aws.client("lambda", region=region, account=account)
+    events = aws.client("events", region=region, account=account)
+    rules = events.list_rules()["Rules"]
+    return {
+        "function": lam.get_function(FunctionName=name)["Configuration"],
+        "versions": [v["Version"] for v in
+                     lam.list_versions_by_function(FunctionName=name)["Versions"]],
+        "permissions": json.loads(lam.get_policy(FunctionName=name)["Policy"])["Statement"],
+        "rules": rules,
+        "targets": {rule["Name"]: events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+                    for rule in rules},
+    }
+
+
+@contextlib.contextmanager
+def lambda_rejects_duplicate_statement_ids():
+    """Make moto's Lambda AddPermission refuse a statement id the policy already holds.
+
+    AWS Lambda answers ResourceConflictException ("The statement id (...) provided
+    already exists"), which c7n catches when it deploys a policy again; moto 5 appends
+    a duplicate statement instead. The server runs in this process, so patching its
+    backend here makes the local AWS behave as AWS does.
+    """
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.policy import Policy
+
+    class StatementIdConflict(LambdaClientError):
+        code = 409
+
+        def __init__(self, sid):
+            super().__init__(
+                "ResourceConflictException",
+                "The statement id (%s) provided already exists. Please provide a new "
+                "statement id, or remove the existing statement." % sid)
+
+    add_statement = Policy.add_statement
+
+    def add_unique_statement(self, raw, qualifier=None):
+        sid = json.loads(raw).get("StatementId")
+        if sid and any(s.get("Sid") == sid for s in self.statements):
+            raise StatementIdConflict(sid)
+        return add_statement(self, raw, qualifier)
+
+    Policy.add_statement = add_unique_statement
+    try:
+        yield
+    finally:
+        Policy.add_statement = add_statement

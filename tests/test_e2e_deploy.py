@@ -1,0 +1,227 @@
+"""End to end: deploy policies/ec2-tags.yml per region with the stock `custodian`
+command against moto's server, then run the archive it published the way Lambda does.
+"""
+import json
+import re
+
+import pytest
+import yaml
+
+from c7n_broom.lambda_runner import archive_handler_check
+from c7n_broom.localaws import create_lambda_role
+from c7n_broom.localdeploy import code_sha256, custodian_run, invoke_deployed, published
+from conftest import ACCOUNT, IMAGE, REGION
+from e2e_support import (
+    OTHER_REGION, POLICIES, ServerInbox, archive_config, by_instance,
+    deployment_snapshot, expected_pattern, function_name, lambda_rejects_duplicate_statement_ids,
+    launch, launch_trio, policy_data, run_instances_record, states, stock)
+
+pytestmark = pytest.mark.e2e
+
+POLICY_FILE = POLICIES / "ec2-tags.yml"
+POLICY = policy_data(POLICY_FILE.name)
+FUNCTION = function_name(POLICY)
+REGIONS = (REGION, OTHER_REGION)
+# The recorded RunInstances event (tests/data/cloudtrail) was made by this IAM user.
+CREATOR = "c7nbot"
+CREATOR_ARN = "arn:aws:iam::644160558196:user/c7nbot"
+NO_ROLE_ACCOUNT = "555555555555"
+
+
+@pytest.fixture(scope="module")
+def first_deploy(local_aws, tmp_path_factory):
+    """Stock `custodian run` of policies/ec2-tags.yml in two regions (its process)."""
+    local_aws.reset()
+    create_lambda_role(local_aws)
+    with lambda_rejects_duplicate_statement_ids():
+        yield custodian_run(
+            POLICY_FILE, tmp_path_factory.mktemp("deploy"), REGIONS, local_aws.env())
+
+
+@pytest.fixture(scope="module")
+def deployed(local_aws, first_deploy):
+    """The local AWS with policies/ec2-tags.yml deployed in two regions."""
+    return local_aws
+
+
+def report_fields(message):
+    """The "Label:   value" lines of a report body, as a dict."""
+    return dict(re.findall(r"(?m)^([A-Z][A-Za-z ]+):\s+(.*)$", message))
+
+
+def assert_reports_terminated(messages, instances, region, account=ACCOUNT):
+    """One report per violator, on the region's topic, saying everything it promises."""
+    reports = by_instance(messages)
+    assert len(messages) == 2
+    assert set(reports) == {instances["missing"], instances["invalid"]}
+    why = {"missing": "the instance has no Code tag",
+           "invalid": 'Code="NOPE" is not an allowed code'}
+    for label in ("missing", "invalid"):
+        message = reports[instances[label]]
+        fields = report_fields(message["Message"])
+        assert message["TopicArn"] == "arn:aws:sns:%s:%s:broom-reports" % (region, account)
+        assert instances[label] in message["Subject"]
+        assert "Action taken:   terminated" in message["Message"]
+        assert fields["Launched by"].split()[0] == CREATOR
+        assert fields["Identity type"] == "IAMUser"
+        assert fields["Identity ARN"] == CREATOR_ARN
+        assert fields["Account"] == account
+        assert fields["Region"] == region
+        assert fields["Instance"] == instances[label]
+        assert fields["Image"] == IMAGE
+        assert fields["Instance type"] == "t3.micro"
+        assert fields["Why"].startswith(why[label])
+        assert message["MessageAttributes"]["broom.creator"]["Value"] == CREATOR
+        assert message["MessageAttributes"]["broom.outcome"]["Value"] == "terminated"
+
+
+# 1. Deploy per region ------------------------------------------------------------
+
+def test_deploy_provisions_function_rule_target_and_permission_in_each_region(deployed):
+    mode = POLICY["mode"]
+    for region in REGIONS:
+        lam = deployed.client("lambda", region=region)
+        events = deployed.client("events", region=region)
+        function = lam.get_function(FunctionName=FUNCTION)["Configuration"]
+        [rule] = events.list_rules()["Rules"]
+        [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        [permission] = json.loads(lam.get_policy(FunctionName=FUNCTION)["Policy"])["Statement"]
+
+        assert function["FunctionArn"] == "arn:aws:lambda:%s:%s:function:%s" % (
+            region, ACCOUNT, FUNCTION)
+        assert function["Runtime"] == mode["runtime"]
+        assert function["Handler"] == mode["handler"] == "c7n_broom.handler.run"
+        assert function["MemorySize"] == mode["memory"]
+        assert function["Timeout"] == mode["timeout"]
+        assert function["Role"] == mode["role"].format(account_id=ACCOUNT)
+        assert rule["Name"] == FUNCTION
+        assert rule["State"] == "ENABLED"
+        assert json.loads(rule["EventPattern"]) == expected_pattern(POLICY) == {
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["RunInstances"]}}
+        assert target["Arn"] == function["FunctionArn"]
+        assert permission["Effect"] == "Allow"
+        assert permission["Action"] == "lambda:InvokeFunction"
+        assert permission["Principal"] == {"Service": "events.amazonaws.com"}
+        assert permission["Resource"] == function["FunctionArn"]
+        assert permission["Condition"] == {"ArnLike": {"AWS:SourceArn": rule["Arn"]}}
+
+
+def test_deploying_again_changes_nothing(deployed, first_deploy, tmp_path):
+    before = {region: deployment_snapshot(deployed, FUNCTION, region) for region in REGIONS}
+
+    completed = custodian_run(POLICY_FILE, tmp_path, REGIONS, deployed.env())
+
+    after = {region: deployment_snapshot(deployed, FUNCTION, region) for region in REGIONS}
+    assert after == before
+    assert "Publishing custodian policy lambda function" in first_deploy.stderr
+    assert "Publishing" not in completed.stderr
+
+
+# 2. Run what was deployed --------------------------------------------------------
+
+def test_published_archive_is_what_lambda_holds_and_ships_c7n_and_broom(deployed):
+    for region in REGIONS:
+        function, archive = published(deployed, FUNCTION, region)
+        policy = archive_config(archive)["policies"][0]
+
+        assert code_sha256(archive) == function["CodeSha256"]
+        assert {"c7n", "c7n_broom"} <= set(archive_handler_check(archive))
+        assert policy["name"] == POLICY["name"]
+        assert policy["mode"]["handler"] == "c7n_broom.handler.run"
+        assert policy["actions"][1]["topic"] == "arn:aws:sns:%s:%s:broom-reports" % (
+            region, ACCOUNT)
+
+
+def test_run_instances_event_terminates_the_two_violators_and_reports_each(deployed):
+    inbox = ServerInbox(deployed)
+    instances = launch_trio(deployed)
+
+    result = invoke_deployed(deployed, FUNCTION, run_instances_record(instances.values()),
+                             REGION)
+
+    assert result.ok, result.logs[-4000:]
+    assert states(deployed, instances.values()) == {
+        instances["valid"]: "running",
+        instances["missing"]: "terminated",
+        instances["invalid"]: "terminated"}
+    assert_reports_terminated(inbox.messages(), instances, REGION)
+
+
+def test_second_delivery_of_the_same_event_sends_no_new_report(deployed):
+    inbox = ServerInbox(deployed)
+    instances = launch_trio(deployed)
+    record = run_instances_record(instances.values())
+    first = invoke_deployed(deployed, FUNCTION, record, REGION)
+    assert first.ok, first.logs[-4000:]
+    assert len(inbox.messages()) == 2
+    after_first = states(deployed, instances.values())
+
+    second = invoke_deployed(deployed, FUNCTION, record, REGION)
+
+    assert second.ok, second.logs[-4000:]
+    assert inbox.messages() == []
+    assert states(deployed, instances.values()) == after_first
+    assert after_first[instances["valid"]] == "running"
+
+
+def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
+    home_inbox = ServerInbox(deployed, region=REGION)
+    inbox = ServerInbox(deployed, region=OTHER_REGION)
+    bystander = launch(deployed, region=REGION)  # untagged, but not in this event
+    instances = launch_trio(deployed, region=OTHER_REGION)
+
+    result = invoke_deployed(
+        deployed, FUNCTION, run_instances_record(instances.values(), region=OTHER_REGION),
+        OTHER_REGION)
+
+    assert result.ok, result.logs[-4000:]
+    assert states(deployed, instances.values(), region=OTHER_REGION) == {
+        instances["valid"]: "running",
+        instances["missing"]: "terminated",
+        instances["invalid"]: "terminated"}
+    assert states(deployed, [bystander], region=REGION) == {bystander: "running"}
+    assert_reports_terminated(inbox.messages(), instances, OTHER_REGION)
+    assert home_inbox.messages() == []
+
+
+# Bad input -----------------------------------------------------------------------
+
+def test_deploy_into_an_account_without_the_execution_role_fails_and_deploys_nothing(
+        local_aws, tmp_path):
+    completed = stock("custodian", [
+        "run", "-s", tmp_path, "--cache-period", "0", POLICY_FILE, "-r", REGION,
+        "--assume", "arn:aws:iam::%s:role/broom-deployer" % NO_ROLE_ACCOUNT],
+        local_aws.env())
+
+    assert completed.returncode != 0
+    # Stock custodian relays Lambda's message, which does not name the role
+    # (arn:aws:iam::555555555555:role/broom-lambda): README must say which one.
+    assert "The role defined for the function cannot be assumed by Lambda" in completed.output
+    assert "policies had errors while executing\n - %s" % POLICY["name"] in completed.output
+    assert local_aws.client("lambda", account=NO_ROLE_ACCOUNT).list_functions()[
+        "Functions"] == []
+    assert local_aws.client("events", account=NO_ROLE_ACCOUNT).list_rules()["Rules"] == []
+
+
+@pytest.mark.parametrize("section, unknown", [
+    ("filters", {"type": "allowed-codez", "codes": ["LOL"]}),
+    ("actions", {"type": "creator-reprot", "topic": "arn:aws:sns:us-east-1:1:x"}),
+], ids=["filter", "action"])
+def test_unknown_element_fails_validate_and_run_naming_it(
+        local_aws, tmp_path, section, unknown):
+    data = dict(POLICY, name="broom-typo")
+    data[section] = data[section] + [unknown]
+    policy_file = tmp_path / "typo.yml"
+    policy_file.write_text(yaml.safe_dump({"policies": [data]}))
+
+    validated = stock("custodian", ["validate", policy_file], local_aws.env())
+    ran = stock("custodian", ["run", "-s", tmp_path / "out", "--cache-period", "0",
+                              policy_file], local_aws.env())
+
+    for completed in (validated, ran):
+        assert completed.returncode != 0
+        assert "Error on policy:broom-typo resource:aws.ec2" in completed.output
+        assert "'type': '%s'" % unknown["type"] in completed.output
+    assert "custodian-broom-typo" not in [
+        f["FunctionName"] for f in local_aws.client("lambda").list_functions()["Functions"]]
