@@ -6,6 +6,7 @@ command through the autoloader. Calling it again is harmless.
 from c7n.resources.ec2 import EC2
 
 from c7n_broom.actions import CreatorReport
+from c7n_broom import source
 from c7n_broom.filters import AllowedCodes
 from c7n_broom.terminate import SafeTerminate
 
@@ -33,3 +34,4 @@ def initialize_broom():
     """Register the allowed-codes filter and Broom's actions on aws.ec2."""
     _register(EC2.filter_registry, FILTERS)
     _register(EC2.action_registry, ACTIONS)
+    source.register()

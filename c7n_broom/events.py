@@ -70,3 +70,22 @@ def text(value, default=""):
 def field(record, *path):
     """A nested record field as a string; "" when missing."""
     return text(_get(record, *path))
+
+
+def skip_reason(event):
+    """Why a CloudTrail event cannot be acted on, or None when it can.
+
+    A failed call (``errorCode``) launched or changed nothing; a RunInstances record
+    without ``responseElements`` names no instance. Events that are not CloudTrail
+    records (schedules, state changes) are not judged here.
+    """
+    record = cloudtrail_record(event)
+    if record is None:
+        return None
+    if record.get("errorCode"):
+        return "the call failed (%s: %s)" % (text(record.get("errorCode")),
+                                             text(record.get("errorMessage"))[:200])
+    if record.get("eventName") == "RunInstances" and not launched_instances(record):
+        return "RunInstances record names no launched instance (responseElements %s)" % (
+            "is null" if record.get("responseElements") is None else "has no instance ids")
+    return None

@@ -1,5 +1,6 @@
 """The ``allowed-codes`` filter: EC2 instances whose Code tag is missing or not allowed."""
 import logging
+import time
 
 from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
@@ -14,6 +15,7 @@ log = logging.getLogger("custodian.broom.filters")
 
 ANNOTATION = "c7n:broom-violation"
 DEFAULT_KEY = "tag:Code"
+GRACE_INTERVAL = 2  # seconds between tag re-reads during grace-seconds
 
 
 class AllowedCodes(ValueFilter):
@@ -32,7 +34,9 @@ class AllowedCodes(ValueFilter):
 
     In cloudtrail mode a tag that DescribeInstances does not show yet is looked up in
     the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
-    instance is called a violator.
+    instance is called a violator. ``grace-seconds`` (event modes only) keeps
+    re-reading the tag of instances that have none, every 2 seconds up to that long,
+    for tools that tag in a separate CreateTags call after launch.
 
     :example:
 
@@ -46,6 +50,7 @@ class AllowedCodes(ValueFilter):
                 codes: [LOL, GGG, BRB, YLO]
                 codes-override: "{broom_codes}"
                 ignore-case: false
+                grace-seconds: 10
     """
 
     schema = type_schema(
@@ -56,11 +61,14 @@ class AllowedCodes(ValueFilter):
         **{
             "codes-override": {"oneOf": [{"type": "string"}, {"type": "array"}]},
             "ignore-case": {"type": "boolean"},
+            "grace-seconds": {"type": "integer", "minimum": 0, "maximum": 300},
         },
     )
     schema_alias = False
     permissions = ("ec2:DescribeInstances", "ec2:DescribeTags")
     annotate = False
+    clock = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
 
     def validate(self):
         name = self._where()
@@ -126,8 +134,11 @@ class AllowedCodes(ValueFilter):
         record = events.cloudtrail_record(event)
         requested = events.request_tags(record) if record else {}
         suspects = [r for r in resources if self.violation(r, requested)]
-        late = self._late_tags([r for r in suspects if self.violation(r, requested).reason
-                                == codes.MISSING]) if self.tag_key else {}
+        missing = [r for r in suspects if self.violation(r, requested).reason == codes.MISSING]
+        late = self._late_tags(missing) if self.tag_key else {}
+        grace = self.data.get("grace-seconds", 0)
+        if grace and record and self.tag_key:
+            self._wait_for_tags(missing, late, grace)
         matched = []
         for r in suspects:
             found = dict(requested)
@@ -142,6 +153,23 @@ class AllowedCodes(ValueFilter):
             r[ANNOTATION] = annotation
             matched.append(r)
         return matched
+
+    def _wait_for_tags(self, missing, found, grace):
+        """Re-read the tag of still-untagged instances until ``grace`` seconds pass.
+
+        Tools that tag in a separate CreateTags call just after RunInstances race
+        the check; only instances with no tag at all wait, so compliant launches and
+        wrong values cost nothing.
+        """
+        deadline = self.clock() + grace
+        waiting = [r for r in missing if r["InstanceId"] not in found]
+        while waiting and self.clock() < deadline:
+            self.sleep(min(GRACE_INTERVAL, max(0.0, deadline - self.clock())))
+            found.update(self._late_tags(waiting))
+            waiting = [r for r in waiting if r["InstanceId"] not in found]
+        if waiting:
+            log.info("%d instance(s) still without a %s tag after %ss", len(waiting),
+                     self.tag_key, grace)
 
     def _late_tags(self, resources):
         """Read tags DescribeInstances may not show yet, by resource id (DescribeTags)."""

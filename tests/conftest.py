@@ -201,3 +201,29 @@ def protection(monkeypatch):
     emulation = Protection()
     monkeypatch.setattr(BaseClient, "_make_api_call", emulation(BaseClient._make_api_call))
     return emulation
+
+
+class FakeClock:
+    """Time that passes only when code sleeps: tests never wait for real."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch):
+    from c7n_broom.filters import AllowedCodes
+    from c7n_broom.source import ResilientDescribeEC2
+    clock = FakeClock()
+    monkeypatch.setattr(AllowedCodes, "clock", staticmethod(clock.monotonic))
+    monkeypatch.setattr(AllowedCodes, "sleep", staticmethod(clock.sleep))
+    monkeypatch.setattr(ResilientDescribeEC2, "sleep", staticmethod(clock.sleep))
+    return clock

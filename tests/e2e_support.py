@@ -1,8 +1,9 @@
 """Helpers for the end-to-end tests: moto's server as the local AWS, the stock CLIs.
 
 The unit-test helpers in conftest.py use plain boto3 clients for the in-process
-``mock_aws``; these take the :class:`c7n_broom.localaws.LocalAws` server and an
-optional account, and reach it through ``aws.client(service, region=, account=)``.
+``mock_aws``; these take the :class:`c7n_broom.localaws.LocalAws` server, or a client
+made by ``aws.client(service, region=, account=)`` (making one costs up to 0.3 s: make
+it once per test).
 """
 import contextlib
 import io
@@ -54,28 +55,26 @@ def expected_pattern(policy):
     }
 
 
-def launch(aws, tags=None, region=REGION, account=None):
-    """Launch one instance on the server and return its id."""
+def launch(ec2, tags=None):
+    """Launch one instance with an EC2 client of the server; return its id."""
     params = dict(ImageId=IMAGE, MinCount=1, MaxCount=1, InstanceType="t3.micro")
     if tags:
         params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
             {"Key": key, "Value": value} for key, value in tags.items()]}]
-    ec2 = aws.client("ec2", region=region, account=account)
     return ec2.run_instances(**params)["Instances"][0]["InstanceId"]
 
 
-def launch_trio(aws, region=REGION, account=None):
+def launch_trio(ec2):
     """Three instances: an allowed Code, no Code tag, a Code that is not allowed."""
     return {
-        "valid": launch(aws, {"Code": "LOL"}, region, account),
-        "missing": launch(aws, None, region, account),
-        "invalid": launch(aws, {"Code": "NOPE"}, region, account),
+        "valid": launch(ec2, {"Code": "LOL"}),
+        "missing": launch(ec2),
+        "invalid": launch(ec2, {"Code": "NOPE"}),
     }
 
 
-def states(aws, instance_ids, region=REGION, account=None):
+def states(ec2, instance_ids):
     """{instance id: state name} as EC2 shows them now."""
-    ec2 = aws.client("ec2", region=region, account=account)
     return {instance["InstanceId"]: instance["State"]["Name"]
             for reservation in ec2.describe_instances(
                 InstanceIds=list(instance_ids))["Reservations"]

@@ -135,13 +135,14 @@ def test_published_archive_is_what_lambda_holds_and_ships_c7n_and_broom(deployed
 
 def test_run_instances_event_terminates_the_two_violators_and_reports_each(deployed):
     inbox = ServerInbox(deployed)
-    instances = launch_trio(deployed)
+    ec2 = deployed.client("ec2")
+    instances = launch_trio(ec2)
 
     result = invoke_deployed(deployed, FUNCTION, run_instances_record(instances.values()),
                              REGION)
 
     assert result.ok, result.logs[-4000:]
-    assert states(deployed, instances.values()) == {
+    assert states(ec2, instances.values()) == {
         instances["valid"]: "running",
         instances["missing"]: "terminated",
         instances["invalid"]: "terminated"}
@@ -150,37 +151,40 @@ def test_run_instances_event_terminates_the_two_violators_and_reports_each(deplo
 
 def test_second_delivery_of_the_same_event_sends_no_new_report(deployed):
     inbox = ServerInbox(deployed)
-    instances = launch_trio(deployed)
+    ec2 = deployed.client("ec2")
+    instances = launch_trio(ec2)
     record = run_instances_record(instances.values())
     first = invoke_deployed(deployed, FUNCTION, record, REGION)
     assert first.ok, first.logs[-4000:]
     assert len(inbox.messages()) == 2
-    after_first = states(deployed, instances.values())
+    after_first = states(ec2, instances.values())
 
     second = invoke_deployed(deployed, FUNCTION, record, REGION)
 
     assert second.ok, second.logs[-4000:]
     assert inbox.messages() == []
-    assert states(deployed, instances.values()) == after_first
+    assert states(ec2, instances.values()) == after_first
     assert after_first[instances["valid"]] == "running"
 
 
 def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
     home_inbox = ServerInbox(deployed, region=REGION)
     inbox = ServerInbox(deployed, region=OTHER_REGION)
-    bystander = launch(deployed, region=REGION)  # untagged, but not in this event
-    instances = launch_trio(deployed, region=OTHER_REGION)
+    home_ec2 = deployed.client("ec2", region=REGION)
+    ec2 = deployed.client("ec2", region=OTHER_REGION)
+    bystander = launch(home_ec2)  # untagged, but not in this event
+    instances = launch_trio(ec2)
 
     result = invoke_deployed(
         deployed, FUNCTION, run_instances_record(instances.values(), region=OTHER_REGION),
         OTHER_REGION)
 
     assert result.ok, result.logs[-4000:]
-    assert states(deployed, instances.values(), region=OTHER_REGION) == {
+    assert states(ec2, instances.values()) == {
         instances["valid"]: "running",
         instances["missing"]: "terminated",
         instances["invalid"]: "terminated"}
-    assert states(deployed, [bystander], region=REGION) == {bystander: "running"}
+    assert states(home_ec2, [bystander]) == {bystander: "running"}
     assert_reports_terminated(inbox.messages(), instances, OTHER_REGION)
     assert home_inbox.messages() == []
 

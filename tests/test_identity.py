@@ -348,6 +348,14 @@ def test_very_long_values_are_clipped():
     assert creator.name.endswith("...")
 
 
+def test_long_but_valid_arn_is_kept_whole_for_exemption_matching():
+    arn = "arn:aws:iam::123456789012:user/" + "team/" * 100 + "judy"
+
+    creator = resolve_creator({"type": "IAMUser", "arn": arn})
+
+    assert (creator.name, creator.arn) == ("judy", arn)
+
+
 def test_creator_built_directly_is_cleaned_too():
     creator = Creator(name=" \n", identity_type=None, arn=123, note="line one\nline two")
 
