@@ -7,6 +7,7 @@ RunInstances event to the deployed Lambda archive exactly as EventBridge would, 
 prints what happened. Everything lives in temporary folders and the server's memory.
 """
 import json
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import shutil
 import tempfile
@@ -69,6 +70,13 @@ def lambda_function_name(policy_path):
         raise DemoError("%s: the demo needs a policy file whose first policy has "
                         "'mode: {type: cloudtrail, ...}' (%s: %s)" % (
                             policy_path, type(e).__name__, e))
+
+
+def grace(policy_path):
+    """The allowed-codes grace period of a policy file's first policy (0 when unset)."""
+    data = yaml.safe_load(Path(policy_path).read_text())["policies"][0]
+    return max([f.get("grace-seconds", 0) for f in data.get("filters", ())
+                if isinstance(f, dict) and f.get("type") == "allowed-codes"] or [0])
 
 
 def run_instances_record(instances, tags, user_identity, region, account):
@@ -170,9 +178,13 @@ def run_demo(echo, port=0, region="us-east-1", policy=None):
                     launched, tags, DEMO_USER, region, DEFAULT_ACCOUNT))
                 echo("      %-8s %s  Code=%s" % (label, launched[0]["InstanceId"],
                                                (tags or {}).get("Code", "(none)")))
-            echo("[5/6] delivering the RunInstances events to the deployed Lambda archive")
-            for record in records:
-                invocation = invoke_deployed(aws, function_name, record, region)
+            echo("[5/6] delivering the RunInstances events to the deployed Lambda archive "
+                 "(an instance with no Code tag gets %ss to be tagged late)" % grace(policy))
+            with ThreadPoolExecutor(max_workers=len(records)) as pool:
+                invocations = list(pool.map(
+                    lambda record: invoke_deployed(aws, function_name, record, region),
+                    records))
+            for invocation in invocations:
                 if not invocation.ok:
                     raise DemoError("the Lambda handler failed (%s: %s):\n%s" % (
                         invocation.error_type, invocation.error_message,
