@@ -1,13 +1,14 @@
 """The ``creator-report`` action: tell a person who launched a violating instance."""
 import logging
 import re
+import time
 
 from botocore.exceptions import ClientError
 from c7n.actions import EventAction
 from c7n.exceptions import PolicyExecutionError, PolicyValidationError
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, events, report
+from c7n_broom import codes, decisions, events, fleets, report
 from c7n_broom.filters import ANNOTATION
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
@@ -18,6 +19,8 @@ log = logging.getLogger("custodian.broom.actions")
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 GONE_STATES = ("shutting-down", "terminated")
 TERMINATING_ACTIONS = ("terminate", "safe-terminate")
+DEFAULT_MAX_MESSAGES = 20
+DEFAULT_FLEET_PERIOD = 3600
 ACTORS = {"RunInstances": "Launched by", "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
 
 
@@ -35,10 +38,18 @@ class CreatorReport(EventAction):
     back from EC2 after the actions before this one ran: a report says an instance
     was terminated only when EC2 shows it shutting down or terminated.
 
-    Put it after ``terminate`` so it can report the outcome. Without an event (pull or
-    periodic mode) the creator is reported as unknown. The topic may live in another
-    region; ``topic-override`` replaces ``topic`` when a c7n-org variable sets it.
-    Machine-readable fields are sent as SNS message attributes (``broom.*``).
+    Put it after ``safe-terminate`` (or ``terminate``) so it can report the outcome.
+    Without an event (pull or periodic mode) the creator is reported as unknown. The
+    topic may live in another region; ``topic-override`` replaces ``topic`` when a
+    c7n-org variable sets it. Machine-readable fields are sent as SNS message
+    attributes (``broom.*``).
+
+    More than ``max-messages`` instances (default 20) in one run are sent as one
+    digest message instead, kept under SNS's 256 KB limit. Instances of an Auto
+    Scaling group, Spot Fleet or EC2 Fleet are reported once per group, naming the
+    group to fix, and a group is reported at most once per ``fleet-report-period``
+    seconds (default 3600; recorded in a ``broom:last-report`` tag on the group), so
+    a relaunch loop cannot flood the topic.
 
     :example:
 
@@ -56,15 +67,24 @@ class CreatorReport(EventAction):
               - type: creator-report
                 topic: arn:aws:sns:{region}:{account_id}:broom-reports
                 topic-override: "{broom_topic}"
+                max-messages: 20
+                fleet-report-period: 3600
     """
 
     schema = type_schema(
         "creator-report",
         required=["topic"],
         topic={"type": "string"},
-        **{"topic-override": {"type": "string"}},
+        **{
+            "topic-override": {"type": "string"},
+            "max-messages": {"type": "integer", "minimum": 1},
+            "fleet-report-period": {"type": "integer", "minimum": 0},
+        },
     )
-    permissions = ("sns:Publish", "ec2:DescribeInstances")
+    permissions = ("sns:Publish", "ec2:DescribeInstances", "ec2:DescribeTags",
+                   "ec2:CreateTags", "autoscaling:DescribeTags",
+                   "autoscaling:CreateOrUpdateTags")
+    clock = staticmethod(time.time)
 
     def validate(self):
         for option in ("topic", "topic-override"):
@@ -100,31 +120,75 @@ class CreatorReport(EventAction):
             return []
         outcomes = self.outcomes(live)
         actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
+        items = [(r, self.finding(r, record), outcomes[r["InstanceId"]]) for r in live]
+        items, group_of = self.one_per_fleet(items)
+        if len(items) > self.data.get("max-messages", DEFAULT_MAX_MESSAGES):
+            subject, body, attributes = report.digest(
+                [(finding, outcome) for _, finding, outcome in items], creator, actor)
+            messages = [("%d instances" % len(items), subject, body, attributes, None)]
+        else:
+            messages = [(finding.instance_id, report.subject(finding, outcome),
+                         report.body(finding, outcome, creator, actor),
+                         report.attributes(finding, outcome, creator),
+                         group_of.get(finding.instance_id))
+                        for _, finding, outcome in items]
+        return self.publish(messages)
+
+    def publish(self, messages):
+        """Publish (key, subject, body, attributes, fleet) messages; raise after all
+        were tried if any failed, so the invocation shows as an error."""
         client = self.sns_client()
         sent, failed = [], []
-        for r in live:
-            finding = self.finding(r, record)
-            outcome = outcomes[r["InstanceId"]]
+        for key, subject, body, attributes, fleet in messages:
             try:
                 response = self.manager.retry(
-                    client.publish,
-                    TopicArn=self.topic,
-                    Subject=report.subject(finding, outcome),
-                    Message=report.body(finding, outcome, creator, actor),
-                    MessageAttributes=report.attributes(finding, outcome, creator))
+                    client.publish, TopicArn=self.topic, Subject=subject, Message=body,
+                    MessageAttributes=attributes)
             except ClientError as e:
-                log.error("report for instance %s NOT published to %s: %s",
-                          r["InstanceId"], self.topic, e)
-                failed.append((r["InstanceId"], e.response["Error"]["Code"]))
+                log.error("report for %s NOT published to %s: %s", key, self.topic, e)
+                failed.append((key, e.response["Error"]["Code"]))
                 continue
-            sent.append({"InstanceId": r["InstanceId"], "MessageId": response["MessageId"],
-                         "Outcome": outcome.status})
+            sent.append({"Report": key, "MessageId": response["MessageId"]})
+            if fleet:
+                fleets.mark_reported(self.manager.session_factory,
+                                     self.manager.config.region, fleet, self.clock())
         if failed:
             raise ReportDeliveryError(
                 "%d of %d reports could not be published to %s: %s" % (
-                    len(failed), len(live), self.topic,
+                    len(failed), len(messages), self.topic,
                     ", ".join("%s (%s)" % f for f in failed)))
         return sent
+
+    def one_per_fleet(self, items):
+        """Keep one report per fleet, none for a fleet reported within the period.
+
+        Returns the kept items and {instance_id: fleet} for those that stand for a
+        fleet (their publication is recorded on the fleet).
+        """
+        period = self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD)
+        by_fleet, kept, stands_for = {}, [], {}
+        for item in items:
+            fleet = decisions.fleet_of(item[0])
+            if fleet is None:
+                kept.append(item)
+            else:
+                by_fleet.setdefault(fleet, []).append(item)
+        for fleet, members in by_fleet.items():
+            last = fleets.last_report(self.manager.session_factory,
+                                      self.manager.config.region, fleet)
+            if last is not None and self.clock() - last < period:
+                log.info("%s %s was reported less than %ss ago: %d report(s) not sent",
+                         fleet[0], fleet[1], period, len(members))
+                continue
+            resource, finding, outcome = members[0]
+            others = [m[1].instance_id for m in members[1:]]
+            if others:
+                finding.extra["Also in group"] = "%s%s" % (
+                    ", ".join(others[:20]), " and %d more" % (len(others) - 20)
+                    if len(others) > 20 else "")
+            kept.append((resource, finding, outcome))
+            stands_for[finding.instance_id] = fleet
+        return kept, stands_for
 
     def sns_client(self):
         region = self.topic.split(":")[3]
@@ -182,6 +246,11 @@ class CreatorReport(EventAction):
 
     def finding(self, resource, record):
         violation = resource.get(ANNOTATION) or {}
+        extra = {}
+        fleet = decisions.fleet_of(resource)
+        if fleet:
+            extra["Managed by"] = "%s %s (relaunches what is terminated)" % fleet
+            extra["Fix there"] = fleets.FIX[fleet[0]]
         key = violation.get("key", "tag:Code")
         launch = resource.get("LaunchTime", "")
         return report.Finding(
@@ -198,4 +267,5 @@ class CreatorReport(EventAction):
             event_name=events.field(record, "eventName"),
             event_time=events.field(record, "eventTime"),
             event_id=events.field(record, "eventID"),
+            extra=extra,
         )

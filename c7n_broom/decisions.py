@@ -81,7 +81,7 @@ def decide(resources, creator, account_id, settings):
             leave = report.Outcome(report.REPORT_ONLY, "report-only mode")
         elif fleet and settings.fleet_instances == REPORT_ONLY:
             leave = report.Outcome(report.REPORT_ONLY,
-                                   "instances of a %s are only reported" % fleet[0])
+                                   "fleet instances are only reported (%s %s)" % fleet)
         else:
             candidates.append(instance_id)
             continue

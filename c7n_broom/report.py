@@ -200,3 +200,63 @@ def attributes(finding, outcome, creator):
         name: {"DataType": "String", "StringValue": clean(value)}
         for name, value in values.items() if clean(value)
     }
+
+
+SNS_LIMIT = 256 * 1024
+DIGEST_BUDGET = 200 * 1024  # body bytes, leaving room for subject and attributes
+
+
+def digest(items, creator, actor="Launched by"):
+    """One message for many instances: (subject, body, attributes).
+
+    ``items`` is a list of (Finding, Outcome). Used when one event brings more
+    instances than it is reasonable to mail one by one; the body stays under SNS's
+    256 KB limit by listing as many instances as fit and counting the rest.
+    """
+    first = items[0][0]
+    statuses = sorted({outcome.status for _, outcome in items})
+    counts = {}
+    for _, outcome in items:
+        counts[outcome.headline] = counts.get(outcome.headline, 0) + 1
+    summary = ", ".join("%s: %d" % (headline, n) for headline, n in sorted(counts.items()))
+    head = [
+        "Broom found %d EC2 instances in %s (account %s) that break the Code tag rule."
+        % (len(items), clean(first.region), clean(first.account_id)),
+        "",
+        "Outcome:        %s" % summary,
+        "%-15s %s" % (actor + ":", describe_creator(creator)),
+        "Identity type:  %s" % clean(creator.identity_type),
+        "Identity ARN:   %s" % (clean(creator.arn) or "(not recorded)"),
+        "Event:          %s" % describe_event(first),
+    ]
+    details = {outcome.detail for _, outcome in items if outcome.detail}
+    if len(details) == 1:
+        head.append("Why not:        %s" % clean(details.pop()))
+    head += ["", "Instance             Type         Code tag        Action taken"]
+    lines, size = [], len("\n".join(head).encode("utf-8"))
+    for index, (finding, outcome) in enumerate(items):
+        line = "%-20s %-12s %-15s %s" % (
+            clean(finding.instance_id, 20), clean(finding.instance_type, 12),
+            describe_value(finding)[:15], describe_outcome(outcome)[:120])
+        size += len(line.encode("utf-8")) + 1
+        if size > DIGEST_BUDGET:
+            lines.append("... and %d more instances (not listed: message size limit)" % (
+                len(items) - index))
+            break
+        lines.append(line)
+    allowed = ", ".join(clean(code) for code in first.allowed) or "(none configured)"
+    tail = ["", "What to do: every EC2 instance in this account must carry a %s tag set to "
+            "one of the allowed codes (%s)." % (clean(first.code_key), allowed)]
+    body = "\n".join(head + lines + tail) + "\n"
+    subject_text = "Broom: %d instances without an allowed Code in %s" % (
+        len(items), first.region)
+    attrs = {
+        "broom.count": {"DataType": "Number", "StringValue": str(len(items))},
+        "broom.account_id": {"DataType": "String", "StringValue": clean(first.account_id)},
+        "broom.region": {"DataType": "String", "StringValue": clean(first.region)},
+        "broom.outcome": {"DataType": "String",
+                          "StringValue": statuses[0] if len(statuses) == 1 else "mixed"},
+        "broom.creator": {"DataType": "String", "StringValue": clean(creator.name)},
+    }
+    return (clean(subject_text).encode("ascii", "replace").decode("ascii")[:SUBJECT_LIMIT],
+            body, {k: v for k, v in attrs.items() if v["StringValue"]})

@@ -44,7 +44,8 @@ def test_filter_permissions_cover_the_calls_it_makes():
 
 def test_action_permissions_cover_the_calls_it_makes():
     assert set(entry.ACTIONS["creator-report"].permissions) == {
-        "sns:Publish", "ec2:DescribeInstances"}
+        "sns:Publish", "ec2:DescribeInstances", "ec2:DescribeTags", "ec2:CreateTags",
+        "autoscaling:DescribeTags", "autoscaling:CreateOrUpdateTags"}
 
 
 def docstring_examples(cls):
