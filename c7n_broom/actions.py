@@ -2,6 +2,7 @@
 import logging
 import re
 import time
+from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 from c7n.actions import EventAction
@@ -22,6 +23,28 @@ TERMINATING_ACTIONS = ("terminate", "safe-terminate")
 DEFAULT_MAX_MESSAGES = 20
 DEFAULT_FLEET_PERIOD = 3600
 ACTORS = {"RunInstances": "Launched by", "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
+
+
+REPORTED_TAG = "broom:reported-event"
+
+
+@dataclass
+class Message:
+    """One SNS message: ``fleet`` it stands for, instances it leaves running
+    (``survivors``, marked with the event id once published)."""
+
+    key: str
+    subject: str
+    body: str
+    attributes: dict
+    fleet: tuple | None = None
+    survivors: list = field(default_factory=list)
+
+
+def survivors(items):
+    """Instance ids of (resource, finding, outcome) items that were not terminated."""
+    return [finding.instance_id for _, finding, outcome in items
+            if outcome.status not in (report.TERMINATED, report.GONE)]
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -109,13 +132,8 @@ class CreatorReport(EventAction):
     def process(self, resources, event=None):
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
-        live = []
-        for r in resources:
-            if r.get("State", {}).get("Name") in GONE_STATES:
-                log.info("instance %s was already %s when this event was handled: "
-                         "not reported again", r["InstanceId"], r["State"]["Name"])
-            else:
-                live.append(r)
+        event_id = events.field(record, "eventID")
+        live = [r for r in resources if self.needs_report(r, event_id)]
         if not live:
             return []
         outcomes = self.outcomes(live)
@@ -125,39 +143,70 @@ class CreatorReport(EventAction):
         if len(items) > self.data.get("max-messages", DEFAULT_MAX_MESSAGES):
             subject, body, attributes = report.digest(
                 [(finding, outcome) for _, finding, outcome in items], creator, actor)
-            messages = [("%d instances" % len(items), subject, body, attributes, None)]
+            messages = [Message("%d instances" % len(items), subject, body, attributes,
+                                survivors=survivors(items))]
         else:
-            messages = [(finding.instance_id, report.subject(finding, outcome),
-                         report.body(finding, outcome, creator, actor),
-                         report.attributes(finding, outcome, creator),
-                         group_of.get(finding.instance_id))
-                        for _, finding, outcome in items]
-        return self.publish(messages)
+            messages = [Message(finding.instance_id, report.subject(finding, outcome),
+                                report.body(finding, outcome, creator, actor),
+                                report.attributes(finding, outcome, creator),
+                                fleet=group_of.get(finding.instance_id),
+                                survivors=survivors([(r, finding, outcome)]))
+                        for r, finding, outcome in items]
+        return self.publish(messages, event_id)
 
-    def publish(self, messages):
-        """Publish (key, subject, body, attributes, fleet) messages; raise after all
-        were tried if any failed, so the invocation shows as an error."""
+    def needs_report(self, resource, event_id):
+        """False for instances this event was already handled for: gone before it
+        arrived, or marked as reported for it (EventBridge delivers at least once)."""
+        state = resource.get("State", {}).get("Name")
+        if state in GONE_STATES:
+            log.info("instance %s was already %s when this event was handled: "
+                     "not reported again", resource["InstanceId"], state)
+            return False
+        tags = {t.get("Key"): t.get("Value") for t in resource.get("Tags") or ()}
+        if event_id and tags.get(REPORTED_TAG) == event_id:
+            log.info("instance %s was already reported for event %s", resource["InstanceId"],
+                     event_id)
+            return False
+        return True
+
+    def publish(self, messages, event_id=""):
+        """Publish the messages; raise after all were tried if any failed, so the
+        invocation shows as an error."""
         client = self.sns_client()
         sent, failed = [], []
-        for key, subject, body, attributes, fleet in messages:
+        for message in messages:
             try:
                 response = self.manager.retry(
-                    client.publish, TopicArn=self.topic, Subject=subject, Message=body,
-                    MessageAttributes=attributes)
+                    client.publish, TopicArn=self.topic, Subject=message.subject,
+                    Message=message.body, MessageAttributes=message.attributes)
             except ClientError as e:
-                log.error("report for %s NOT published to %s: %s", key, self.topic, e)
-                failed.append((key, e.response["Error"]["Code"]))
+                log.error("report for %s NOT published to %s: %s", message.key, self.topic, e)
+                failed.append((message.key, e.response["Error"]["Code"]))
                 continue
-            sent.append({"Report": key, "MessageId": response["MessageId"]})
-            if fleet:
+            sent.append({"Report": message.key, "MessageId": response["MessageId"]})
+            if message.fleet:
                 fleets.mark_reported(self.manager.session_factory,
-                                     self.manager.config.region, fleet, self.clock())
+                                     self.manager.config.region, message.fleet, self.clock())
+            if event_id and message.survivors:
+                self.mark_reported(message.survivors, event_id)
         if failed:
             raise ReportDeliveryError(
                 "%d of %d reports could not be published to %s: %s" % (
                     len(failed), len(messages), self.topic,
                     ", ".join("%s (%s)" % f for f in failed)))
         return sent
+
+    def mark_reported(self, instance_ids, event_id):
+        """Tag instances left running with the event they were reported for."""
+        client = local_session(self.manager.session_factory).client("ec2")
+        for batch in chunks(instance_ids, 100):
+            try:
+                self.manager.retry(client.create_tags, Resources=batch,
+                                   Tags=[{"Key": REPORTED_TAG, "Value": event_id}])
+            except ClientError as e:
+                log.warning("cannot tag %s with %s (%s): a repeated delivery of event %s "
+                            "would report them again", ", ".join(batch), REPORTED_TAG,
+                            e.response["Error"]["Code"], event_id)
 
     def one_per_fleet(self, items):
         """Keep one report per fleet, none for a fleet reported within the period.

@@ -6,7 +6,6 @@ launches three instances (valid, missing and invalid Code), delivers their
 RunInstances event to the deployed Lambda archive exactly as EventBridge would, and
 prints what happened. Everything lives in temporary folders and the server's memory.
 """
-import json
 from concurrent.futures import ThreadPoolExecutor
 import logging
 import shutil
@@ -141,7 +140,7 @@ class DemoResult:
 
 def run_demo(echo, port=0, region="us-east-1", policy=None):
     """Run the demo, reporting progress through ``echo(text)``; return a DemoResult."""
-    from c7n_broom.localaws import DEFAULT_ACCOUNT, LocalAws, create_lambda_role
+    from c7n_broom.localaws import DEFAULT_ACCOUNT, LocalAws, TopicInbox, create_lambda_role
     from c7n_broom.localdeploy import custodian_run, invoke_deployed, stock_command
 
     started = time.monotonic()
@@ -155,7 +154,8 @@ def run_demo(echo, port=0, region="us-east-1", policy=None):
             echo("      %s" % aws.endpoint_url)
             echo("[2/6] creating the execution role broom-lambda and the topic broom-reports")
             create_lambda_role(aws)
-            inbox = _Inbox(aws, region)
+            inbox = TopicInbox(aws.client("sns", region=region),
+                               aws.client("sqs", region=region))
             echo("[3/6] validating and deploying %s with the stock `custodian` command ..."
                  % policy.name)
             stock_command("custodian", ["validate", policy], aws.env(region=region))
@@ -190,7 +190,11 @@ def run_demo(echo, port=0, region="us-east-1", policy=None):
                         invocation.error_type, invocation.error_message,
                         invocation.logs[-4000:]))
             result.states = _states(ec2, list(result.instances.values()))
-            result.reports = inbox.receive()
+            result.reports = [{
+                "subject": m.get("Subject", ""), "message": m["Message"],
+                "attributes": {k: v["Value"] for k, v in
+                               m.get("MessageAttributes", {}).items()}}
+                for m in inbox.messages()]
         echo("[6/6] local AWS stopped")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -204,32 +208,3 @@ def _states(ec2, instance_ids):
         for instance in reservation["Instances"]:
             states[instance["InstanceId"]] = instance["State"]["Name"]
     return states
-
-
-class _Inbox:
-    """The report topic with an SQS queue subscribed: what a subscriber receives."""
-
-    def __init__(self, aws, region):
-        self.sns = aws.client("sns", region=region)
-        self.sqs = aws.client("sqs", region=region)
-        topic = self.sns.create_topic(Name="broom-reports")["TopicArn"]
-        self.queue = self.sqs.create_queue(QueueName="broom-demo-inbox")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-
-    def receive(self):
-        reports = []
-        while True:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return reports
-            for message in batch:
-                body = json.loads(message["Body"])
-                reports.append({
-                    "subject": body.get("Subject", ""), "message": body["Message"],
-                    "attributes": {k: v["Value"] for k, v in
-                                   body.get("MessageAttributes", {}).items()}})
-                self.sqs.delete_message(QueueUrl=self.queue,
-                                        ReceiptHandle=message["ReceiptHandle"])

@@ -149,11 +149,12 @@ def body(finding, outcome, creator, actor="Launched by"):
     ]
     for label, value in sorted(finding.extra.items()):
         lines.append("%-15s %s" % (clean(label, 40) + ":", clean(value)))
+    fix = ("Launch again with that tag." if actor == "Launched by" else
+           "Set the %s tag back to an allowed code." % clean(finding.code_key))
     lines += [
         "",
         "What to do: every EC2 instance in this account must carry a %s tag set to one of "
-        "the allowed codes (%s). Launch again with that tag." % (clean(finding.code_key),
-                                                                   allowed),
+        "the allowed codes (%s). %s" % (clean(finding.code_key), allowed, fix),
     ]
     return "\n".join(lines) + "\n"
 

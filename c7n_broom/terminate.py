@@ -29,9 +29,11 @@ class SafeTerminate(EventAction, Terminate):
     - ``max-terminations`` (default 20): when more instances would be terminated by
       one invocation, none is, and the report says why: a misconfigured code list
       must not wipe an account.
-    - ``enforcement``: ``enforce`` (default) or ``report-only`` (nothing terminated,
-      reports say "would terminate"); point it at a c7n-org variable
-      (``"{broom_enforcement}"``) to set it per account; unset means enforce.
+    - ``enforcement``: ``enforce`` or ``report-only`` (nothing terminated, reports
+      say "would terminate"); point it at a c7n-org variable
+      (``"{broom_enforcement}"``) to set it per account. When it is unset (or left
+      an unexpanded placeholder), ``default-enforcement`` applies (default
+      ``enforce``).
     - ``fleet-instances``: ``enforce`` (default) or ``report-only`` for instances of
       an Auto Scaling group, Spot Fleet or EC2 Fleet (which relaunch what is
       terminated until the fleet itself is fixed).
@@ -69,6 +71,7 @@ class SafeTerminate(EventAction, Terminate):
         **{
             "max-terminations": {"type": "integer", "minimum": 1},
             "fleet-instances": {"enum": list(decisions.ENFORCEMENT_MODES)},
+            "default-enforcement": {"enum": list(decisions.ENFORCEMENT_MODES)},
             "exempt-principals": {"type": "array", "items": {"type": "string"}},
             "exempt-accounts": {"type": "array", "items": {"type": "string"}},
         },
@@ -97,8 +100,10 @@ class SafeTerminate(EventAction, Terminate):
 
     def settings(self):
         enforcement = self.data.get("enforcement")
+        if codes.is_unset(enforcement):
+            enforcement = self.data.get("default-enforcement", decisions.ENFORCE)
         return decisions.Settings(
-            enforcement=decisions.ENFORCE if codes.is_unset(enforcement) else enforcement,
+            enforcement=enforcement,
             cap=self.data.get("max-terminations", decisions.DEFAULT_CAP),
             fleet_instances=self.data.get("fleet-instances", decisions.ENFORCE),
             exempt_principals=tuple(self.data.get("exempt-principals", ())),

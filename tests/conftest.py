@@ -11,6 +11,7 @@ from c7n.policy import Policy
 from moto import mock_aws
 
 import c7n_broom  # noqa: F401  (registers Broom's elements)
+from c7n_broom.localaws import TopicInbox
 
 DATA = Path(__file__).parent / "data"
 CLOUDTRAIL = DATA / "cloudtrail"
@@ -132,31 +133,12 @@ def policy_file(name="ec2-tags.yml"):
     return yaml.safe_load((REPO / "policies" / name).read_text())
 
 
-class Inbox:
-    """An SQS queue subscribed to an SNS topic: what a subscriber receives."""
+class Inbox(TopicInbox):
+    """The report topic, read through a subscribed SQS queue (mock_aws)."""
 
     def __init__(self, topic_name="broom-reports", region=REGION):
-        self.region = region
-        self.sns = boto3.client("sns", region_name=region)
-        self.sqs = boto3.client("sqs", region_name=region)
-        self.topic_arn = self.sns.create_topic(Name=topic_name)["TopicArn"]
-        self.queue_url = self.sqs.create_queue(QueueName=topic_name + "-inbox")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
-
-    def messages(self):
-        """All SNS notifications delivered so far (Subject, Message, MessageAttributes)."""
-        out = []
-        while True:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return out
-            for m in batch:
-                out.append(json.loads(m["Body"]))
-                self.sqs.delete_message(QueueUrl=self.queue_url,
-                                        ReceiptHandle=m["ReceiptHandle"])
+        super().__init__(boto3.client("sns", region_name=region),
+                         boto3.client("sqs", region_name=region), topic_name)
 
 
 @pytest.fixture

@@ -133,38 +133,35 @@ def test_good_event_is_handed_to_custodian(no_dispatch):
     assert no_dispatch == [event]
 
 
-def test_throttled_report_is_retried(inbox, monkeypatch):
+@pytest.fixture
+def refuse_first(monkeypatch):
+    """Make the first ``times`` calls of an operation fail with an error code."""
     from botocore.exceptions import ClientError
     original = BaseClient._make_api_call
-    throttles = []
+    refused = []
 
-    def make_api_call(client, operation, params):
-        if operation == "Publish" and len(throttles) < 2:
-            throttles.append(operation)
-            raise ClientError({"Error": {"Code": "Throttled", "Message": "slow down"}},
-                              operation)
-        return original(client, operation, params)
-    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    def arm(operation, code, times):
+        def make_api_call(client, name, params):
+            if name == operation and len(refused) < times:
+                refused.append(name)
+                raise ClientError({"Error": {"Code": code, "Message": "slow down"}}, name)
+            return original(client, name, params)
+        monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+        monkeypatch.setattr("time.sleep", lambda seconds: None)  # c7n's retry back-off
+        return refused
+    return arm
+
+
+def test_throttled_report_is_retried(inbox, refuse_first):
+    refused = refuse_first("Publish", "Throttled", times=2)
     [untagged] = launch()
     main_policy().push(run_instances_event([untagged]))
-    assert len(throttles) == 2
+    assert len(refused) == 2
     assert len(inbox.messages()) == 1
 
 
-def test_throttled_termination_is_retried(inbox, monkeypatch):
-    from botocore.exceptions import ClientError
-    original = BaseClient._make_api_call
-    throttles = []
-
-    def make_api_call(client, operation, params):
-        if operation == "TerminateInstances" and not throttles:
-            throttles.append(operation)
-            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "slow"}},
-                              operation)
-        return original(client, operation, params)
-    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+def test_throttled_termination_is_retried(inbox, refuse_first):
+    refused = refuse_first("TerminateInstances", "RequestLimitExceeded", times=1)
     [untagged] = launch()
     main_policy().push(run_instances_event([untagged]))
-    assert throttles and states([untagged]) == {untagged: "terminated"}
+    assert refused and states([untagged]) == {untagged: "terminated"}

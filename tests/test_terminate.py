@@ -163,3 +163,27 @@ def test_schema_rejects_bad_values(options):
     data["actions"][0].update(options)
     errors = validate({"policies": [data]}, generate())
     assert errors
+
+
+def test_repeated_delivery_in_report_only_mode_sends_no_second_report(inbox):
+    """Instances left running are marked with the event they were reported for."""
+    [untagged] = launch()
+    event = run_instances_event([untagged])
+    policy = main_policy(variables={"broom_enforcement": "report-only"})
+    policy.push(event)
+    assert len(inbox.messages()) == 1
+    main_policy(variables={"broom_enforcement": "report-only"}).push(event)
+    assert inbox.messages() == []
+    event["detail"]["eventID"] = "another-event"
+    main_policy(variables={"broom_enforcement": "report-only"}).push(event)
+    assert len(inbox.messages()) == 1
+
+
+def test_repeated_delivery_after_a_failed_termination_sends_no_second_report(
+        inbox, protection):
+    [spot] = launch(InstanceMarketOptions={"MarketType": "spot"})
+    protection.protected.add(spot)
+    event = run_instances_event([spot])
+    main_policy().push(event)
+    main_policy().push(event)
+    assert len(inbox.messages()) == 1
