@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, events
+from c7n_broom import codes, decisions, events
 from c7n_broom.lambda_check import check_lambda_packaging
 
 log = logging.getLogger("custodian.broom.filters")
@@ -158,11 +158,13 @@ class AllowedCodes(ValueFilter):
         """Re-read the tag of still-untagged instances until ``grace`` seconds pass.
 
         Tools that tag in a separate CreateTags call just after RunInstances race
-        the check; only instances with no tag at all wait, so compliant launches and
-        wrong values cost nothing.
+        the check; only live instances with no tag at all wait, so compliant
+        launches, wrong values and instances already terminated (a repeated event)
+        cost nothing.
         """
         deadline = self.clock() + grace
-        waiting = [r for r in missing if r["InstanceId"] not in found]
+        waiting = [r for r in missing if r["InstanceId"] not in found
+                   and r.get("State", {}).get("Name") in decisions.LIVE_STATES]
         while waiting and self.clock() < deadline:
             self.sleep(min(GRACE_INTERVAL, max(0.0, deadline - self.clock())))
             found.update(self._late_tags(waiting))

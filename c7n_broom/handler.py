@@ -1,15 +1,18 @@
 """AWS Lambda entry point for Broom's policies (``mode.handler: c7n_broom.handler.run``).
 
 c7n's own handler imports no plugins, so a policy using Broom's elements would fail
-to load in Lambda; this one registers Broom first, skips events that cannot be acted
-on (failed calls, RunInstances records naming no instance) with a log line, then
-hands over to c7n.
+to load in Lambda; this one registers Broom first, refuses with a warning events c7n
+would crash on (malformed: not the shape the function's policies read), skips events
+that cannot be acted on (failed calls, RunInstances records naming no instance) with
+a log line, then hands over to c7n.
 """
+import json
 import logging
 import tempfile
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
 from c7n import handler as c7n_handler
+from c7n.cwe import CloudWatchEvents
 from c7n_broom import events
 
 log = logging.getLogger("custodian.broom.handler")
@@ -32,7 +35,44 @@ def _init_config(policy_config):
 c7n_handler.init_config = _init_config
 
 
+def policy_modes():
+    """The ``mode`` of each policy this function runs, from config.json as c7n reads it.
+
+    c7n loads config.json on its first event and keeps it; before that Broom reads the
+    file itself. Without one (not in Lambda) there is nothing to read: c7n reports the
+    missing file when it gets the event.
+    """
+    data = c7n_handler.policy_data
+    if data is None:
+        try:
+            with open("config.json") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return []
+    return [p.get("mode") or {} for p in data.get("policies") or () if isinstance(p, dict)]
+
+
+def refusal(event):
+    """Why c7n cannot be given this event (it would raise on it), or None."""
+    modes = policy_modes()
+    reason = events.malformed(
+        event, cloudtrail=any(mode.get("type") == "cloudtrail" for mode in modes))
+    if reason:
+        return reason
+    if event.get("detail") == "{}":  # EventBridge Scheduler; c7n turns it into {}
+        event = dict(event, detail={})
+    for mode in modes:
+        reason = events.unusable_ids(CloudWatchEvents.get_ids(event, mode))
+        if reason:
+            return reason
+    return None
+
+
 def run(event, context):
+    reason = refusal(event)
+    if reason:
+        log.warning("refusing a malformed event: %s", reason)
+        return None
     reason = events.skip_reason(event)
     if reason:
         record = events.cloudtrail_record(event)

@@ -2,8 +2,8 @@
 
 The unit-test helpers in conftest.py use plain boto3 clients for the in-process
 ``mock_aws``; these take the :class:`c7n_broom.localaws.LocalAws` server, or a client
-made by ``aws.client(service, region=, account=)`` (making one costs up to 0.3 s: make
-it once per test).
+made by ``aws.client(service, region=, account=)`` (a client for another account
+costs an AssumeRole call: make it once per test and pass it around).
 """
 import contextlib
 import io
@@ -25,15 +25,22 @@ OTHER_REGION = "eu-west-1"
 TOPIC = "broom-reports"
 
 # What a stock command prints when something went wrong, even when it exits 0.
-# c7n-org logs a policy that fails to load at WARNING as "Error running policy in
-# ACCOUNT @ REGION exception: ...", and one that fails to run at ERROR.
-PROBLEM = re.compile(r"ERROR|Traceback|Error running policy|[Ee]xception")
+# c7n-org logs a policy that fails to load at WARNING, and exits 0: "Error running
+# policy in ACCOUNT @ REGION exception: ..."; one that fails to run at ERROR, and
+# exits 1: "Exception running policy:NAME account:ACCOUNT region:REGION error:...".
+PROBLEM = re.compile(r"error|traceback|exception", re.IGNORECASE)
 
 
 def policy_data(name="ec2-tags.yml"):
     """The single policy in ``policies/NAME``, as written (variables not expanded)."""
     [data] = yaml.safe_load((POLICIES / name).read_text())["policies"]
     return data
+
+
+def write_policy(path, data):
+    """Write one policy to a policy file at ``path``; return the path."""
+    path.write_text(yaml.safe_dump({"policies": [data]}, sort_keys=False))
+    return path
 
 
 def function_name(policy):
@@ -117,6 +124,59 @@ class ServerInbox:
                 received.append(json.loads(message["Body"]))
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+#: What a report's "Why:" line starts with, by violation reason (NOPE: launch_trio).
+WHY = {"missing": "the instance has no Code tag",
+       "invalid": 'Code="NOPE" is not an allowed code'}
+# The recorded RunInstances event (tests/data/cloudtrail) was made by this IAM user.
+CREATOR = "c7nbot"
+CREATOR_ARN = "arn:aws:iam::644160558196:user/c7nbot"
+
+
+def report_fields(body):
+    """The "Label:   value" lines of a report body, as a dict."""
+    return dict(re.findall(r"(?m)^([A-Z][A-Za-z ]+):[ \t]+(.*)$", body))
+
+
+def report_summary(message):
+    """What an SNS notification of Broom's report tells its reader, field by field."""
+    fields = report_fields(message["Message"])
+    return {
+        "topic": message["TopicArn"],
+        "action taken": fields.get("Action taken"),
+        "why": fields.get("Why", "").split(" (allowed codes")[0],
+        "launched by": fields.get("Launched by", "").split(" ")[0],
+        "identity type": fields.get("Identity type"),
+        "identity arn": fields.get("Identity ARN"),
+        "account": fields.get("Account"),
+        "region": fields.get("Region"),
+        "instance": fields.get("Instance"),
+        "image": fields.get("Image"),
+        "instance type": fields.get("Instance type"),
+        "subject names the instance": fields.get("Instance", "?") in message["Subject"],
+    }
+
+
+def terminated_report(instance_id, reason, region=REGION, account=ACCOUNT,
+                      topic_account=None):
+    """The report_summary() of a report on an instance of launch_trio() terminated
+    after the recorded RunInstances event (topic in ``topic_account``, default the
+    instance's account)."""
+    return {
+        "topic": "arn:aws:sns:%s:%s:%s" % (region, topic_account or account, TOPIC),
+        "action taken": "terminated",
+        "why": WHY[reason],
+        "launched by": CREATOR,
+        "identity type": "IAMUser",
+        "identity arn": CREATOR_ARN,
+        "account": account,
+        "region": region,
+        "instance": instance_id,
+        "image": IMAGE,
+        "instance type": "t3.micro",
+        "subject names the instance": True,
+    }
 
 
 def by_instance(messages):

@@ -2,19 +2,18 @@
 command against moto's server, then run the archive it published the way Lambda does.
 """
 import json
-import re
 
 import pytest
-import yaml
 
 from c7n_broom.lambda_runner import archive_handler_check
 from c7n_broom.localaws import create_lambda_role
 from c7n_broom.localdeploy import code_sha256, custodian_run, invoke_deployed, published
-from conftest import ACCOUNT, IMAGE, REGION
+from conftest import ACCOUNT, REGION
 from e2e_support import (
-    OTHER_REGION, POLICIES, ServerInbox, archive_config, by_instance,
-    deployment_snapshot, expected_pattern, function_name, lambda_rejects_duplicate_statement_ids,
-    launch, launch_trio, policy_data, run_instances_record, states, stock)
+    OTHER_REGION, POLICIES, ServerInbox, archive_config, by_instance, deployment_snapshot,
+    expected_pattern, function_name, lambda_rejects_duplicate_statement_ids, launch,
+    launch_trio, policy_data, report_summary, run_instances_record, states, stock,
+    terminated_report, write_policy)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +21,6 @@ POLICY_FILE = POLICIES / "ec2-tags.yml"
 POLICY = policy_data(POLICY_FILE.name)
 FUNCTION = function_name(POLICY)
 REGIONS = (REGION, OTHER_REGION)
-# The recorded RunInstances event (tests/data/cloudtrail) was made by this IAM user.
-CREATOR = "c7nbot"
-CREATOR_ARN = "arn:aws:iam::644160558196:user/c7nbot"
 NO_ROLE_ACCOUNT = "555555555555"
 
 
@@ -44,35 +40,10 @@ def deployed(local_aws, first_deploy):
     return local_aws
 
 
-def report_fields(message):
-    """The "Label:   value" lines of a report body, as a dict."""
-    return dict(re.findall(r"(?m)^([A-Z][A-Za-z ]+):\s+(.*)$", message))
-
-
-def assert_reports_terminated(messages, instances, region, account=ACCOUNT):
-    """One report per violator, on the region's topic, saying everything it promises."""
-    reports = by_instance(messages)
-    assert len(messages) == 2
-    assert set(reports) == {instances["missing"], instances["invalid"]}
-    why = {"missing": "the instance has no Code tag",
-           "invalid": 'Code="NOPE" is not an allowed code'}
-    for label in ("missing", "invalid"):
-        message = reports[instances[label]]
-        fields = report_fields(message["Message"])
-        assert message["TopicArn"] == "arn:aws:sns:%s:%s:broom-reports" % (region, account)
-        assert instances[label] in message["Subject"]
-        assert "Action taken:   terminated" in message["Message"]
-        assert fields["Launched by"].split()[0] == CREATOR
-        assert fields["Identity type"] == "IAMUser"
-        assert fields["Identity ARN"] == CREATOR_ARN
-        assert fields["Account"] == account
-        assert fields["Region"] == region
-        assert fields["Instance"] == instances[label]
-        assert fields["Image"] == IMAGE
-        assert fields["Instance type"] == "t3.micro"
-        assert fields["Why"].startswith(why[label])
-        assert message["MessageAttributes"]["broom.creator"]["Value"] == CREATOR
-        assert message["MessageAttributes"]["broom.outcome"]["Value"] == "terminated"
+def reports_of_terminated_violators(instances, region=REGION):
+    """report_summary() of each violator of launch_trio(), terminated, by instance id."""
+    return {instances[reason]: terminated_report(instances[reason], reason, region)
+            for reason in ("missing", "invalid")}
 
 
 # 1. Deploy per region ------------------------------------------------------------
@@ -129,42 +100,33 @@ def test_published_archive_is_what_lambda_holds_and_ships_c7n_and_broom(deployed
         assert {"c7n", "c7n_broom"} <= set(archive_handler_check(archive))
         assert policy["name"] == POLICY["name"]
         assert policy["mode"]["handler"] == "c7n_broom.handler.run"
-        assert policy["actions"][1]["topic"] == "arn:aws:sns:%s:%s:broom-reports" % (
-            region, ACCOUNT)
+        [report] = [a for a in policy["actions"] if a["type"] == "creator-report"]
+        assert report["topic"] == "arn:aws:sns:%s:%s:broom-reports" % (region, ACCOUNT)
 
 
-def test_run_instances_event_terminates_the_two_violators_and_reports_each(deployed):
-    inbox = ServerInbox(deployed)
-    ec2 = deployed.client("ec2")
-    instances = launch_trio(ec2)
-
-    result = invoke_deployed(deployed, FUNCTION, run_instances_record(instances.values()),
-                             REGION)
-
-    assert result.ok, result.logs[-4000:]
-    assert states(ec2, instances.values()) == {
-        instances["valid"]: "running",
-        instances["missing"]: "terminated",
-        instances["invalid"]: "terminated"}
-    assert_reports_terminated(inbox.messages(), instances, REGION)
-
-
-def test_second_delivery_of_the_same_event_sends_no_new_report(deployed):
+def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(deployed):
     inbox = ServerInbox(deployed)
     ec2 = deployed.client("ec2")
     instances = launch_trio(ec2)
     record = run_instances_record(instances.values())
+
     first = invoke_deployed(deployed, FUNCTION, record, REGION)
-    assert first.ok, first.logs[-4000:]
-    assert len(inbox.messages()) == 2
     after_first = states(ec2, instances.values())
+    reports = inbox.messages()
+    again = invoke_deployed(deployed, FUNCTION, record, REGION)  # EventBridge retries
 
-    second = invoke_deployed(deployed, FUNCTION, record, REGION)
-
-    assert second.ok, second.logs[-4000:]
+    assert first.ok, first.logs[-4000:]
+    assert after_first == {
+        instances["valid"]: "running",
+        instances["missing"]: "terminated",
+        instances["invalid"]: "terminated"}
+    assert len(reports) == 2
+    assert {instance_id: report_summary(message)
+            for instance_id, message in by_instance(reports).items()
+            } == reports_of_terminated_violators(instances)
+    assert again.ok, again.logs[-4000:]
     assert inbox.messages() == []
     assert states(ec2, instances.values()) == after_first
-    assert after_first[instances["valid"]] == "running"
 
 
 def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
@@ -173,19 +135,18 @@ def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
     home_ec2 = deployed.client("ec2", region=REGION)
     ec2 = deployed.client("ec2", region=OTHER_REGION)
     bystander = launch(home_ec2)  # untagged, but not in this event
-    instances = launch_trio(ec2)
+    # No untagged instance in this event: it would wait for grace-seconds.
+    valid, invalid = launch(ec2, {"Code": "LOL"}), launch(ec2, {"Code": "NOPE"})
 
     result = invoke_deployed(
-        deployed, FUNCTION, run_instances_record(instances.values(), region=OTHER_REGION),
+        deployed, FUNCTION, run_instances_record([valid, invalid], region=OTHER_REGION),
         OTHER_REGION)
 
     assert result.ok, result.logs[-4000:]
-    assert states(ec2, instances.values()) == {
-        instances["valid"]: "running",
-        instances["missing"]: "terminated",
-        instances["invalid"]: "terminated"}
+    assert states(ec2, [valid, invalid]) == {valid: "running", invalid: "terminated"}
     assert states(home_ec2, [bystander]) == {bystander: "running"}
-    assert_reports_terminated(inbox.messages(), instances, OTHER_REGION)
+    assert [report_summary(m) for m in inbox.messages()] == [
+        terminated_report(invalid, "invalid", OTHER_REGION)]
     assert home_inbox.messages() == []
 
 
@@ -216,8 +177,7 @@ def test_unknown_element_fails_validate_and_run_naming_it(
         local_aws, tmp_path, section, unknown):
     data = dict(POLICY, name="broom-typo")
     data[section] = data[section] + [unknown]
-    policy_file = tmp_path / "typo.yml"
-    policy_file.write_text(yaml.safe_dump({"policies": [data]}))
+    policy_file = write_policy(tmp_path / "typo.yml", data)
 
     validated = stock("custodian", ["validate", policy_file], local_aws.env())
     ran = stock("custodian", ["run", "-s", tmp_path / "out", "--cache-period", "0",

@@ -78,6 +78,15 @@ def test_grace_period_is_bounded_and_only_for_untagged_instances(inbox, fake_clo
     assert fake_clock.sleeps == []
 
 
+def test_repeated_event_does_not_wait_for_tags_of_terminated_instances(inbox, fake_clock):
+    [untagged] = launch()
+    event = run_instances_event([untagged])
+    main_policy().push(event)
+    fake_clock.sleeps.clear()
+    main_policy().push(event)
+    assert fake_clock.sleeps == []
+
+
 def test_unknown_instance_id_does_not_hide_the_others(inbox, fake_clock):
     """c7n drops the whole event on InvalidInstanceID.NotFound; Broom resolves the rest."""
     ids = launch(count=2)
