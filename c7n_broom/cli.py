@@ -65,3 +65,76 @@ def run(port, region, policy):
         click.echo("-" * 72)
     click.echo("")
     return result
+
+
+@cli.command()
+@click.argument("policy", type=click.Path(exists=True, dir_okay=False))
+@click.argument("event_files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--execute", is_flag=True,
+              help="Run the policy's actions (terminate, report). Default: show only.")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="A policy variable, as c7n-org vars set it (repeatable).")
+@click.option("-s", "--output-dir", default=None, help="Custodian output directory.")
+def replay(policy, event_files, execute, variables, output_dir):
+    """Replay CloudTrail events (records, EventBridge events or log files, .json or
+    .json.gz) through a cloudtrail-mode POLICY, in the current AWS credentials'
+    account, in each event's region."""
+    import tempfile
+
+    from c7n_broom.replay import PolicyCache, ReplayError, read_records, replay_record
+
+    values = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter("expected NAME=VALUE, got %r" % item, param_hint="--var")
+        values[name] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        policies = PolicyCache(policy, output_dir or tmp, values)
+        try:
+            records = [r for path in event_files for r in read_records(path)]
+            results = [result for record in records for result in replay_record(
+                policies(events_region(record)), record, execute)]
+        except ReplayError as e:
+            click.echo("broom replay failed: %s" % e, err=True)
+            sys.exit(1)
+    for result in results:
+        click.echo("%s %s %s in %s by %s" % (result.policy, result.event_name,
+                                            result.event_time, result.region, result.creator))
+        if result.skipped:
+            click.echo("  skipped: %s" % result.skipped)
+        for instance_id, verdict, outcome in result.instances:
+            click.echo("  %s  %s  %s" % (instance_id, verdict, outcome))
+        if not result.skipped and not result.instances:
+            click.echo("  no instance breaks the rule")
+    click.echo("%d event(s) read, %d matched a policy%s" % (
+        len(records), len(results), "" if execute else " (dry run: nothing changed)"))
+
+
+def events_region(record):
+    from c7n_broom.events import field
+
+    return field(record, "awsRegion") or "us-east-1"
+
+
+@cli.command()
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False),
+              help="Take codes and exemptions from this policy file "
+                   "(default: the shipped policies/ec2-tags.yml).")
+@click.option("--codes", help="Allowed codes, comma separated (instead of the policy's).")
+def scp(policy, codes):
+    """Print an AWS Organizations SCP that refuses launches without an allowed Code."""
+    from c7n_broom import scp as scp_module
+    from c7n_broom.codes import parse_codes
+    from c7n_broom.demo import default_policy
+
+    try:
+        allowed, key, exempt = scp_module.from_policy_file(policy or default_policy())
+        if codes is not None:
+            allowed = parse_codes(codes)
+        document = scp_module.code_tag_scp(allowed, key, exempt)
+    except (ValueError, DemoError) as e:
+        click.echo("broom scp failed: %s" % e, err=True)
+        sys.exit(1)
+    click.echo(scp_module.render(document))
