@@ -114,9 +114,9 @@ class CreatorReport(EventAction):
             value = self.data.get(option)
             if option == "topic-override" and codes.is_unset(value):
                 continue
-            if "{" in value:
+            if isinstance(value, str) and "{" in value:
                 continue  # expanded later, at run time (custodian run, c7n-org)
-            if not TOPIC_ARN.match(value):
+            if not isinstance(value, str) or not TOPIC_ARN.match(value):
                 raise PolicyValidationError(
                     "policy:%s action:%s: '%s' must be an SNS topic ARN like "
                     "arn:aws:sns:us-east-1:123456789012:broom-reports, got %r" % (

@@ -144,3 +144,9 @@ def test_validation_rejects_a_topic_that_is_not_an_sns_arn(aws):
 def test_validation_rejects_a_bad_topic_override(aws):
     with pytest.raises(PolicyValidationError, match="'topic-override' must be an SNS"):
         report_only_policy(**{"topic-override": "arn:aws:sqs:us-east-1:123456789012:q"})
+
+
+def test_validation_rejects_a_topic_var_that_is_not_a_string(aws):
+    """c7n-org keeps a var's type when the whole string is one placeholder."""
+    with pytest.raises(PolicyValidationError, match="'topic-override' must be an SNS"):
+        main_policy(variables={"broom_topic": ["arn:aws:sns:us-east-1:123456789012:a"]})
