@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from c7n_broom.localaws import TopicInbox
 from conftest import ACCOUNT, IMAGE, REGION, run_instances_event
 
 REPO = Path(__file__).parent.parent
@@ -94,36 +95,10 @@ def run_instances_record(instance_ids, region=REGION, account=ACCOUNT):
     return run_instances_event(instance_ids, account=account, region=region)["detail"]
 
 
-class ServerInbox:
-    """An SNS topic on the server with an SQS queue subscribed: what a subscriber gets.
-
-    Creating the topic is idempotent, so an inbox can join a topic a test already
-    uses; it receives what is published after it subscribed.
-    """
-
-    def __init__(self, aws, topic_name=TOPIC, region=REGION, account=None):
-        sns = aws.client("sns", region=region, account=account)
-        self.sqs = aws.client("sqs", region=region, account=account)
-        self.topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
-        queue_name = "%s-inbox-%d" % (topic_name, len(
-            sns.list_subscriptions_by_topic(TopicArn=self.topic_arn)["Subscriptions"]))
-        self.queue_url = self.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
-
-    def messages(self):
-        """The SNS notifications received since the last call (Subject, Message, ...)."""
-        received = []
-        while True:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return received
-            for message in batch:
-                received.append(json.loads(message["Body"]))
-                self.sqs.delete_message(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+def server_inbox(aws, topic_name=TOPIC, region=REGION, account=None):
+    """The report topic on the server, read through a subscribed SQS queue."""
+    return TopicInbox(aws.client("sns", region=region, account=account),
+                      aws.client("sqs", region=region, account=account), topic_name)
 
 
 #: What a report's "Why:" line starts with, by violation reason (NOPE: launch_trio).

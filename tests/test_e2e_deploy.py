@@ -10,7 +10,7 @@ from c7n_broom.localaws import create_lambda_role
 from c7n_broom.localdeploy import code_sha256, custodian_run, invoke_deployed, published
 from conftest import ACCOUNT, REGION
 from e2e_support import (
-    OTHER_REGION, POLICIES, ServerInbox, archive_config, by_instance, deployment_snapshot,
+    OTHER_REGION, POLICIES, server_inbox, archive_config, by_instance, deployment_snapshot,
     expected_pattern, function_name, lambda_rejects_duplicate_statement_ids, launch,
     launch_trio, policy_data, report_summary, run_instances_record, states, stock,
     terminated_report, write_policy)
@@ -105,7 +105,7 @@ def test_published_archive_is_what_lambda_holds_and_ships_c7n_and_broom(deployed
 
 
 def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(deployed):
-    inbox = ServerInbox(deployed)
+    inbox = server_inbox(deployed)
     ec2 = deployed.client("ec2")
     instances = launch_trio(ec2)
     record = run_instances_record(instances.values())
@@ -130,8 +130,8 @@ def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(
 
 
 def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
-    home_inbox = ServerInbox(deployed, region=REGION)
-    inbox = ServerInbox(deployed, region=OTHER_REGION)
+    home_inbox = server_inbox(deployed, region=REGION)
+    inbox = server_inbox(deployed, region=OTHER_REGION)
     home_ec2 = deployed.client("ec2", region=REGION)
     ec2 = deployed.client("ec2", region=OTHER_REGION)
     bystander = launch(home_ec2)  # untagged, but not in this event

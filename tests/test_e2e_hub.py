@@ -10,7 +10,7 @@ from c7n_broom.localaws import create_lambda_role
 from c7n_broom.localdeploy import custodian_run, invoke_deployed, published
 from conftest import ACCOUNT, REGION
 from e2e_support import (
-    POLICIES, ServerInbox, archive_config, expected_pattern, function_name, launch,
+    POLICIES, server_inbox, archive_config, expected_pattern, function_name, launch,
     policy_data, report_summary, run_instances_record, states, terminated_report)
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def test_hub_deploys_one_function_that_resolves_the_member_role_per_event(hub):
 def test_member_event_terminates_in_the_member_and_never_in_the_hub(hub):
     # The hub's topic. The member-role session publishes to it: moto does not check
     # the topic's access policy, AWS needs it to allow the members' broom-member.
-    inbox = ServerInbox(hub)
+    inbox = server_inbox(hub)
     member_ec2 = hub.client("ec2", account=MEMBER)
     hub_ec2 = hub.client("ec2")
     # No untagged instance in the member's event: it would wait for grace-seconds.

@@ -11,7 +11,7 @@ from c7n_broom.localaws import create_lambda_role
 from c7n_broom.localdeploy import published
 from conftest import REGION
 from e2e_support import (
-    OTHER_REGION, POLICIES, TOPIC, ServerInbox, archive_config, by_instance, function_name,
+    OTHER_REGION, POLICIES, TOPIC, server_inbox, archive_config, by_instance, function_name,
     launch, policy_data, problems, report_summary, states, stock, write_policy)
 
 pytestmark = pytest.mark.e2e
@@ -136,12 +136,12 @@ def test_pull_mode_run_terminates_only_each_accounts_violators(org, tmp_path):
     policy_file = write_policy(tmp_path / "pull.yml", pull)
     launched, inboxes = {}, {}
     for (account_id, region), topic in TOPICS.items():
-        inboxes[account_id, region] = ServerInbox(aws, topic, region, account_id)
+        inboxes[account_id, region] = server_inbox(aws, topic, region, account_id)
         ec2 = aws.client("ec2", region=region, account=account_id)
         launched[account_id, region] = (ec2, {
             launch(ec2, tags): label for label, tags in LAUNCHES.items()})
     # Overridden default topic: must receive nothing.
-    unused = ServerInbox(aws, TOPIC, REGION, TRAINING)
+    unused = server_inbox(aws, TOPIC, REGION, TRAINING)
 
     completed = c7n_org_run(aws, org["accounts"], policy_file, tmp_path)
 
