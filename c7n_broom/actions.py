@@ -13,6 +13,7 @@ from c7n_broom import codes, decisions, events, fleets, report
 from c7n_broom.filters import ANNOTATION
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.validation import check_schema, where
 from c7n_broom.terminate import OUTCOME
 
 log = logging.getLogger("custodian.broom.actions")
@@ -118,9 +119,10 @@ class CreatorReport(EventAction):
                 continue  # expanded later, at run time (custodian run, c7n-org)
             if not isinstance(value, str) or not TOPIC_ARN.match(value):
                 raise PolicyValidationError(
-                    "policy:%s action:%s: '%s' must be an SNS topic ARN like "
+                    "%s: '%s' must be an SNS topic ARN like "
                     "arn:aws:sns:us-east-1:123456789012:broom-reports, got %r" % (
-                        self.manager.data.get("name", "?"), self.type, option, value))
+                        where(self), option, value))
+        check_schema(self)  # the rest
         check_lambda_packaging(self.manager, self.type)
         return self
 

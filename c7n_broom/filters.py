@@ -9,7 +9,8 @@ from c7n.resolver import ValuesFrom
 from c7n.utils import chunks, local_session, type_schema
 
 from c7n_broom import codes, decisions, events
-from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.lambda_check import check_lambda_packaging, is_lambda_mode
+from c7n_broom.validation import check_schema, where
 
 log = logging.getLogger("custodian.broom.filters")
 
@@ -83,15 +84,27 @@ class AllowedCodes(ValueFilter):
         override = self.data.get("codes-override")
         if not codes.is_unset(override):
             self._parse("codes-override", override)
+        check_schema(self)  # the rest, with types checked
         key = self.data.get("key", DEFAULT_KEY)
-        if not isinstance(key, str) or not key.strip():
+        if not key.strip() or key.strip() == "tag:":
             raise PolicyValidationError("%s: 'key' must name a field, e.g. tag:Code" % name)
+        self._check_grace(name)
         check_lambda_packaging(self.manager, self.type)
         return self
 
     def _where(self):
-        policy = self.manager.data.get("name", "?") if self.manager else "?"
-        return "policy:%s filter:%s" % (policy, self.type)
+        return where(self)
+
+    def _check_grace(self, name):
+        """The grace period must leave the Lambda time to act after waiting."""
+        grace = self.data.get("grace-seconds", 0)
+        mode = (self.manager.data.get("mode") or {}) if self.manager else {}
+        timeout = mode.get("timeout", 900) if is_lambda_mode(mode) else None
+        if timeout is not None and grace * 2 > timeout:
+            raise PolicyValidationError(
+                "%s: 'grace-seconds' (%s) must be at most half the mode's timeout (%s s), "
+                "or the function times out while waiting and acts on nothing" % (
+                    name, grace, timeout))
 
     def _parse(self, option, value, allow_string=True):
         if isinstance(value, str) and not allow_string:

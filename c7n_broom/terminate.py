@@ -12,6 +12,8 @@ from c7n.utils import chunks, local_session, type_schema
 from c7n_broom import codes, decisions, events, report
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.validation import check_schema
+from c7n_broom.validation import where as element_where
 
 log = logging.getLogger("custodian.broom.terminate")
 
@@ -79,17 +81,19 @@ class SafeTerminate(EventAction, Terminate):
     permissions = ("ec2:TerminateInstances",)  # plus ec2:ModifyInstanceAttribute with force
 
     def validate(self):
-        where = "policy:%s action:%s" % (self.manager.data.get("name", "?"), self.type)
+        where = element_where(self)
         enforcement = self.data.get("enforcement")
         if not codes.is_unset(enforcement) and enforcement not in decisions.ENFORCEMENT_MODES:
             raise PolicyValidationError(
                 "%s: 'enforcement' must be one of %s (or an unset \"{variable}\"), got %r" % (
                     where, ", ".join(decisions.ENFORCEMENT_MODES), enforcement))
-        for account in self.data.get("exempt-accounts", ()):
-            if not ACCOUNT_ID.match(account) and "{" not in account:
+        accounts = self.data.get("exempt-accounts", ())
+        for account in accounts if isinstance(accounts, list) else ():
+            if not (isinstance(account, str) and (ACCOUNT_ID.match(account) or "{" in account)):
                 raise PolicyValidationError(
                     "%s: 'exempt-accounts' takes 12-digit account ids in quotes, got %r" % (
                         where, account))
+        check_schema(self)  # the rest, with types checked
         for pattern in self.data.get("exempt-principals", ()):
             if not pattern.strip() or pattern.strip("*") == "":
                 raise PolicyValidationError(

@@ -1,0 +1,76 @@
+"""Checks every Broom element runs in ``validate()``.
+
+``custodian validate`` and ``custodian run`` check a policy against the JSON schema;
+``c7n-org run`` and the Lambda handler do not, they only call ``validate()``, and
+c7n-org does so after filling each account's vars. So each element re-checks its own
+options against its schema here, with a message naming the policy, the element and
+the option, before its own checks.
+
+The Lambda runtime has no ``jsonschema`` (c7n's archive does not ship it), so this is
+a small checker for the JSON-schema keywords Broom's element schemas use: type, enum,
+minimum, maximum, items, required, properties, additionalProperties, oneOf,
+patternProperties and the one ``$ref`` they hold (``value_from``).
+"""
+from c7n.exceptions import PolicyValidationError
+from c7n.filters import Filter
+from c7n.resolver import ValuesFrom
+
+REFS = {"#/definitions/filters_common/value_from": ValuesFrom.schema}
+TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def where(element):
+    """``policy:NAME filter:TYPE`` (or ``action:TYPE``) for messages."""
+    policy = element.manager.data.get("name", "?") if element.manager else "?"
+    kind = "filter" if isinstance(element, Filter) else "action"
+    return "policy:%s %s:%s" % (policy, kind, element.type)
+
+
+def problems(value, schema, path=()):
+    """(path, message) pairs for what in ``value`` breaks ``schema``; empty if nothing."""
+    schema = REFS.get(schema.get("$ref"), schema)
+    if "oneOf" in schema:
+        if not any(not problems(value, option, path) for option in schema["oneOf"]):
+            return [(path, "%r is not valid under any of the given schemas" % (value,))]
+        return []
+    if "type" in schema and not TYPES[schema["type"]](value):
+        return [(path, "%r is not of type %r" % (value, schema["type"]))]
+    if "enum" in schema and value not in schema["enum"]:
+        return [(path, "%r is not one of %r" % (value, schema["enum"]))]
+    if "minimum" in schema and value < schema["minimum"]:
+        return [(path, "%r is less than the minimum of %r" % (value, schema["minimum"]))]
+    if "maximum" in schema and value > schema["maximum"]:
+        return [(path, "%r is greater than the maximum of %r" % (value, schema["maximum"]))]
+    found = []
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            found += problems(item, schema["items"], path + (index,))
+    if isinstance(value, dict):
+        found += [(path, "%r is a required property" % name)
+                  for name in schema.get("required", ()) if name not in value]
+        properties = schema.get("properties", {})
+        for name, item in value.items():
+            if name in properties:
+                found += problems(item, properties[name], path + (name,))
+            elif "patternProperties" in schema:
+                found += problems(item, schema["patternProperties"][""], path + (name,))
+            elif schema.get("additionalProperties") in (False, "False"):
+                found.append((path + (name,), "unknown option %r (valid: %s)" % (
+                    name, ", ".join(sorted(p for p in properties if p != "type")))))
+    return found
+
+
+def check_schema(element):
+    """Raise PolicyValidationError if the element's data breaks its own schema."""
+    found = problems(element.data, element.schema)
+    if found:
+        path, message = found[0]
+        raise PolicyValidationError("%s: '%s': %s" % (
+            where(element), ".".join(str(p) for p in path), message))
