@@ -4,9 +4,10 @@ c7n resolves a CloudTrail event's instance ids with one DescribeInstances call. 
 any id is unknown (just launched and not visible yet, or already gone) EC2 fails the
 whole call with ``InvalidInstanceID.NotFound``, and c7n logs "event ids not resolved"
 and drops every instance of the event (upstream c7n #10909 and friends). This source
-keeps c7n's describe, and on that error asks for the ids one by one, retrying an
-unknown id briefly (EC2 is eventually consistent right after launch) before giving up
-on it alone.
+keeps c7n's describe, and on that error asks for the ids one by one, then asks again
+for those EC2 did not know, in a few rounds with short waits (EC2 is eventually
+consistent right after launch), before giving up on them alone. The waits are per
+round, not per id: however many unknown ids an event holds, they add up to 7 s.
 """
 import logging
 import time
@@ -19,8 +20,9 @@ from c7n.resources.ec2 import EC2, DescribeEC2
 log = logging.getLogger("custodian.broom.source")
 
 NAME = "broom-describe"
-UNKNOWN_ID_ERRORS = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
-RETRY_DELAYS = (1, 2, 4)  # seconds before asking again for an id EC2 does not know yet
+NOT_FOUND = "InvalidInstanceID.NotFound"
+UNKNOWN_ID_ERRORS = (NOT_FOUND, "InvalidInstanceID.Malformed")
+RETRY_DELAYS = (1, 2, 4)  # seconds before each new round for ids EC2 does not know yet
 
 
 class ResilientDescribeEC2(DescribeEC2):
@@ -36,6 +38,7 @@ class ResilientDescribeEC2(DescribeEC2):
         super().__init__(manager)
 
     def get_resources(self, ids, cache=True):
+        ids = list(dict.fromkeys(ids))  # an id named twice is one instance
         try:
             return super().get_resources(ids, cache)
         except ClientError as e:
@@ -43,24 +46,37 @@ class ResilientDescribeEC2(DescribeEC2):
                 raise
             log.warning("DescribeInstances refused %d ids (%s): resolving them one by one",
                         len(ids), e.response["Error"]["Code"])
-        resolved = []
-        for instance_id in ids:
-            resolved.extend(self.get_one(instance_id))
+        resolved, waiting = [], ids
+        for delay in RETRY_DELAYS + (None,):
+            unknown = []
+            for instance_id in waiting:
+                found = self.get_one(instance_id)
+                if found is None:
+                    unknown.append(instance_id)
+                else:
+                    resolved.extend(found)
+            if not unknown:
+                break
+            if delay is None:
+                log.warning("instances skipped, EC2 does not know them: %s",
+                            ", ".join(unknown))
+                break
+            self.sleep(delay)
+            waiting = unknown
         return resolved
 
     def get_one(self, instance_id):
-        """[instance] or [] when EC2 still does not know the id after the retries."""
-        for delay in RETRY_DELAYS + (None,):
-            try:
-                return super().get_resources([instance_id])
-            except ClientError as e:
-                code = e.response["Error"]["Code"]
-                if code not in UNKNOWN_ID_ERRORS:
-                    raise
-                if code == "InvalidInstanceID.Malformed" or delay is None:
-                    log.warning("instance %s skipped: %s", instance_id, code)
-                    return []
-            self.sleep(delay)
+        """[instance], [] for a malformed id, None while EC2 does not know the id."""
+        try:
+            return super().get_resources([instance_id])
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code == NOT_FOUND:
+                return None
+            if code in UNKNOWN_ID_ERRORS:
+                log.warning("instance %s skipped: %s", instance_id, code)
+                return []
+            raise
 
 
 def register():
