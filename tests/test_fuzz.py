@@ -11,8 +11,7 @@ Two layers:
 CI runs a bounded number of examples (60 handler events, 200 to 600 per pure
 property; about 50 s on 2 cores). The long run gives every property 5,000 examples:
 
-    cd /work/main && BROOM_FUZZ_EXAMPLES=5000 /tmp/venv/bin/pytest tests/test_fuzz.py \
-        --hypothesis-show-statistics
+    BROOM_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py --hypothesis-show-statistics
 
 Measured on 2 cores: 33 minutes, 30 of them for the 5,000 handler events (moto keeps
 every instance the events terminate, so later examples describe a larger world). Of
