@@ -77,7 +77,7 @@ def decide(resources, creator, account_id, settings):
         elif principal:
             leave = report.Outcome(report.EXEMPT, "launched by an exempt principal (%s)" %
                                    principal)
-        elif settings.enforcement == REPORT_ONLY:
+        elif settings.enforcement != ENFORCE:  # fail safe: only "enforce" terminates
             leave = report.Outcome(report.REPORT_ONLY, "report-only mode")
         elif fleet and settings.fleet_instances == REPORT_ONLY:
             leave = report.Outcome(report.REPORT_ONLY,

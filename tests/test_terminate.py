@@ -187,3 +187,13 @@ def test_repeated_delivery_after_a_failed_termination_sends_no_second_report(
     main_policy().push(event)
     main_policy().push(event)
     assert len(inbox.messages()) == 1
+
+
+def test_an_unknown_enforcement_value_never_terminates():
+    """Validation refuses it; should one get past, decide() fails safe."""
+    from c7n_broom import decisions
+    from c7n_broom.identity import UNKNOWN
+    resource = {"InstanceId": "i-1", "State": {"Name": "running"}}
+    plan = decisions.decide([resource], UNKNOWN, ACCOUNT,
+                            decisions.Settings(enforcement="Report-Only"))
+    assert plan["i-1"].terminate is False
