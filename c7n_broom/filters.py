@@ -190,7 +190,9 @@ class AllowedCodes(ValueFilter):
         """Read tags DescribeInstances may not show yet, by resource id (DescribeTags)."""
         if not resources:
             return {}
-        client = local_session(self.manager.session_factory).client("ec2")
+        if getattr(self, "_ec2", None) is None:  # one client for every re-read
+            self._ec2 = local_session(self.manager.session_factory).client("ec2")
+        client = self._ec2
         found = {}
         for batch in chunks([r["InstanceId"] for r in resources], 100):
             try:
