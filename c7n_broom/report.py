@@ -16,6 +16,7 @@ EXEMPT = "exempt"
 HELD = "held-by-cap"
 GONE = "already-gone"
 REPORTED = "reported"
+ANOMALY = "anomaly"  # the event does not describe this instance: never terminated
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Outcome:
             HELD: "held back from terminating",
             GONE: "found already gone",
             REPORTED: "found",
+            ANOMALY: "found an anomaly with",
         }.get(self.status, self.status)
 
 
@@ -168,6 +170,7 @@ def describe_outcome(outcome):
         HELD: "none: held back by the safety cap",
         GONE: "none, the instance no longer exists",
         REPORTED: "none (this policy only reports)",
+        ANOMALY: "none: the event does not match this instance, it was not terminated",
     }.get(outcome.status, clean(outcome.status))
     if outcome.detail:
         text += " (%s)" % clean(outcome.detail)
