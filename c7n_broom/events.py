@@ -1,5 +1,6 @@
 """Pure helpers that read CloudTrail records. Every function accepts any value and never raises."""
 import re
+from datetime import datetime, timezone
 
 #: EC2 instance ids: "i-" and 8 (before 2016) or 17 hexadecimal digits.
 INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
@@ -163,3 +164,116 @@ def unusable_ids(ids):
         if value.startswith("i-") and not INSTANCE_ID.fullmatch(value):
             return "%s is not an EC2 instance id (i- and 8 or 17 hex digits)" % _show(value)
     return None
+
+
+#: The EventBridge ``detail-type`` of CloudTrail API calls; nothing else carries a record.
+API_CALL = "AWS API Call via CloudTrail"
+#: How far an instance's LaunchTime may be from its RunInstances record's eventTime.
+#: Both are stamped by AWS within a second of each other; the margin only absorbs
+#: clock skew. Delivery delays and Lambda retries change neither of them.
+LAUNCH_TOLERANCE = 120
+
+
+def untrusted(event, subscriptions):
+    """Why an EventBridge event must not be acted on as a CloudTrail API call, or None.
+
+    Only AWS emits events whose ``source`` starts with ``aws.`` (``PutEvents``
+    refuses them), and EventBridge itself sets ``account`` and ``region`` (on events
+    forwarded between buses too: they keep the account and region they came from).
+    So the envelope must be AWS's CloudTrail API-call event for a call the
+    function's policies subscribe to (``subscriptions``: a set of (eventSource,
+    eventName) pairs), and the record inside must name the same account and region
+    as the envelope: a record copied into another account's event, or a region's
+    event carrying another region's record, is refused.
+    """
+    record = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(record, dict):
+        return "it carries no CloudTrail record"
+    source = text(event.get("source"))
+    service = field(record, "eventSource").split(".", 1)[0]
+    if not source.startswith("aws.") or source != "aws." + service:
+        return "source %s is not the AWS source of %s" % (
+            _show(event.get("source")), _show(field(record, "eventSource")))
+    if event.get("detail-type") != API_CALL:
+        return "detail-type %s is not %r" % (_show(event.get("detail-type")), API_CALL)
+    call = (field(record, "eventSource"), field(record, "eventName"))
+    if call not in subscriptions:
+        return "%s %s is not a call this function subscribes to" % (
+            _show(call[0]), _show(call[1]))
+    for envelope_key, record_key in (("account", "recipientAccountId"),
+                                     ("region", "awsRegion")):
+        if text(event.get(envelope_key)) != field(record, record_key):
+            return "the envelope's %s %s differs from the record's %s %s" % (
+                envelope_key, _show(event.get(envelope_key)), record_key,
+                _show(record.get(record_key)))
+    return None
+
+
+def parse_time(value):
+    """A timezone-aware datetime from an ISO 8601 string or a datetime; None if neither."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def launch_mismatch(record, launch_time):
+    """Why a RunInstances record cannot be the launch of an instance with this
+    LaunchTime, or None. Records of other calls are not judged here.
+
+    A record naming an instance launched at another time is forged or stale (a
+    replayed log file, a dead-letter message, an instance stopped and started since):
+    Broom must not act on it.
+    """
+    if field(record, "eventName") != "RunInstances":
+        return None
+    event_time = parse_time(record.get("eventTime"))
+    if event_time is None:
+        return "the RunInstances record has no valid eventTime (%s)" % _show(
+            record.get("eventTime"))
+    launched = parse_time(launch_time)
+    if launched is None:
+        return "EC2 shows no launch time for it"
+    if abs((launched - event_time).total_seconds()) > LAUNCH_TOLERANCE:
+        return "EC2 shows it launched at %s, but the RunInstances record is from %s" % (
+            launched.strftime("%Y-%m-%dT%H:%M:%SZ"), event_time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return None
+
+
+def subscriptions(modes, shortcuts=None):
+    """The (eventSource, eventName) pairs cloudtrail-mode policies subscribe to.
+
+    ``modes`` are the policies' ``mode`` blocks; ``shortcuts`` maps c7n's named
+    events (``mode.events: [RunInstances]``) to their ``{source, ...}`` definition
+    (``c7n.cwe.CloudWatchEvents.trail_events``).
+    """
+    pairs = set()
+    for mode in modes:
+        if not isinstance(mode, dict) or mode.get("type") != "cloudtrail":
+            continue
+        for item in mode.get("events") or ():
+            if isinstance(item, str):
+                item = dict((shortcuts or {}).get(item) or {}, event=item)
+            if isinstance(item, dict) and item.get("source") and item.get("event"):
+                pairs.add((item["source"], item["event"]))
+    return pairs
+
+
+def summary(event):
+    """One log line naming an event, without its credentials and network details
+    (access key id, source IP address, user agent) or its size."""
+    record = cloudtrail_record(event) or {}
+    ids = launched_instances(record) or [
+        item["resourceId"] for item in _items(record, "requestParameters", "resourcesSet",
+                                               "items")
+        if isinstance(item.get("resourceId"), str)]
+    envelope = event if isinstance(event, dict) else {}
+    return "event %s %s account %s region %s instances %s" % (
+        _show(record.get("eventID")), _show(record.get("eventName")),
+        _show(envelope.get("account")), _show(envelope.get("region")),
+        _show(",".join(ids) or "-", 400))

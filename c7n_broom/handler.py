@@ -1,13 +1,21 @@
 """AWS Lambda entry point for Broom's policies (``mode.handler: c7n_broom.handler.run``).
 
 c7n's own handler imports no plugins, so a policy using Broom's elements would fail
-to load in Lambda; this one registers Broom first, refuses with a warning events c7n
-would crash on (malformed: not the shape the function's policies read), skips events
-that cannot be acted on (failed calls, RunInstances records naming no instance) with
-a log line, then hands over to c7n.
+to load in Lambda; this one registers Broom first, then, with one log line each:
+
+- refuses events c7n would crash on (malformed: not the shape the policies read);
+- refuses events AWS did not emit, or not for a call the policies subscribe to
+  (``events.untrusted``): the EventBridge rule already matches only ``source:
+  aws.ec2``, this is the second line of defence;
+- skips events that cannot be acted on (failed calls, RunInstances records naming
+  no instance);
+- logs one line per event it hands over to c7n, instead of c7n's full dump of the
+  event (access key ids, source IPs, user agents), which is off unless the function's
+  environment sets ``C7N_DEBUG_EVENT=yes``.
 """
 import json
 import logging
+import os
 import tempfile
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
@@ -16,6 +24,9 @@ from c7n.cwe import CloudWatchEvents
 from c7n_broom import events
 
 log = logging.getLogger("custodian.broom.handler")
+
+# c7n logs every event in full unless told otherwise; Broom logs one line instead.
+c7n_handler.C7N_DEBUG_EVENT = os.environ.get("C7N_DEBUG_EVENT", "no") == "yes"
 
 _c7n_init_config = c7n_handler.init_config
 
@@ -68,10 +79,23 @@ def refusal(event):
     return None
 
 
+def distrust(event):
+    """Why the function's cloudtrail-mode policies must not act on this event, or None."""
+    modes = policy_modes()
+    if not any(mode.get("type") == "cloudtrail" for mode in modes):
+        return None
+    return events.untrusted(event, events.subscriptions(modes, CloudWatchEvents.trail_events))
+
+
 def run(event, context):
     reason = refusal(event)
     if reason:
         log.warning("refusing a malformed event: %s", reason)
+        return None
+    reason = distrust(event)
+    if reason:
+        log.warning("refusing an event that is not AWS's record of a subscribed call: "
+                    "%s (%s)", reason, events.summary(event))
         return None
     reason = events.skip_reason(event)
     if reason:
@@ -79,4 +103,5 @@ def run(event, context):
         log.info("skipping %s event %s: %s", events.field(record, "eventName") or "?",
                  events.field(record, "eventID") or "?", reason)
         return None
+    log.info("handling %s", events.summary(event))
     return c7n_handler.dispatch_event(event, context)

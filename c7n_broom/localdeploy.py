@@ -67,21 +67,23 @@ def published(aws, function_name, region, account=None):
 
 
 def invoke_deployed(aws, function_name, record, region, account=None, timeout=None,
-                    function_account=None):
+                    function_account=None, envelope=None):
     """Deliver a CloudTrail record to a deployed function, as EventBridge would.
 
     ``record`` is a bare CloudTrail record; it is wrapped in an "AWS API Call via
     CloudTrail" envelope for ``account``/``region``. The function is looked up in
     ``function_account`` (default: ``account``; a hub receiving a member's event is
     another account) and its handler runs with credentials of the function's
-    execution role, as Lambda runs it. Returns the InvocationResult.
+    execution role, as Lambda runs it. ``envelope`` overrides envelope fields (a
+    forged ``source``, say). Returns the InvocationResult.
     """
     from c7n_broom.localaws import DEFAULT_ACCOUNT
 
     account = account or DEFAULT_ACCOUNT
     function_account = function_account or account
     config, archive = published(aws, function_name, region, function_account)
-    event = eventbridge_envelope(record, account=account, region=region)
+    event = dict(eventbridge_envelope(record, account=account, region=region),
+                 **(envelope or {}))
     return run_archive(
         archive, config["Handler"], event, env=execution_env(aws, config, region),
         timeout=timeout or config["Timeout"], function_name=function_name,

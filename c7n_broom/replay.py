@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from c7n_broom import events
+from c7n_broom import events, report
 from c7n_broom.filters import ANNOTATION
 from c7n_broom.identity import creator_from_record
 from c7n_broom.terminate import OUTCOME
@@ -79,16 +79,23 @@ def subscribes(policy, record):
     """True when a cloudtrail-mode policy listens for this record's event."""
     from c7n.cwe import CloudWatchEvents
 
-    mode = policy.data.get("mode") or {}
-    if mode.get("type") != "cloudtrail":
-        return False
-    for event in mode.get("events", ()):
-        if isinstance(event, str):
-            event = dict(CloudWatchEvents.trail_events.get(event, {}), event=event)
-        if (event.get("event") == record.get("eventName")
-                and event.get("source") == record.get("eventSource")):
-            return True
-    return False
+    pairs = events.subscriptions([policy.data.get("mode") or {}],
+                                 CloudWatchEvents.trail_events)
+    return (events.field(record, "eventSource"), events.field(record, "eventName")) in pairs
+
+
+def foreign(policy, record):
+    """Why a record cannot be acted on with this policy's credentials, or None.
+
+    A log file is only as trustworthy as the bucket it came from: a record of another
+    account names instance ids that mean nothing (or something else) here.
+    """
+    account = policy.options.account_id
+    recorded = events.field(record, "recipientAccountId")
+    if account and recorded != account:
+        return "the record is from account %s, these credentials are for account %s" % (
+            recorded or "(none)", account)
+    return None
 
 
 class PolicyCache:
@@ -136,7 +143,7 @@ def replay_record(policies, record, execute):
                           events.field(record, "eventTime"),
                           events.field(record, "awsRegion"), creator)
         results.append(result)
-        skip = events.skip_reason(event)
+        skip = events.skip_reason(event) or foreign(policy, record)
         if skip:
             result.skipped = skip
             continue
@@ -148,7 +155,11 @@ def replay_record(policies, record, execute):
             resources = policy.resource_manager.filter_resources(resources, event)
         for r in resources:
             violation = r.get(ANNOTATION) or {}
-            outcome = (r.get(OUTCOME) or {}).get("status", "") if execute else "dry run"
+            if execute:
+                outcome = (r.get(OUTCOME) or {}).get("status", "")
+            else:
+                anomaly = events.launch_mismatch(record, r.get("LaunchTime"))
+                outcome = "dry run" if not anomaly else "%s (%s)" % (report.ANOMALY, anomaly)
             result.instances.append((r["InstanceId"], violation.get("reason", "matched"),
                                      outcome))
     return results

@@ -1,6 +1,7 @@
 """Shared fixtures: fake credentials, moto, recorded CloudTrail events, policy loading."""
 import copy
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -61,11 +62,19 @@ def load_record(name):
     return json.loads((CLOUDTRAIL / name).read_text())
 
 
+def now_iso():
+    """The current time as CloudTrail writes eventTime."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def run_instances_event(instance_ids, record="event-cloud-trail-run-instance-creator.json",
-                        account=ACCOUNT, region=REGION, tags=None):
+                        account=ACCOUNT, region=REGION, tags=None, event_time=None):
     """An EventBridge envelope for a recorded RunInstances record, re-pointed at
-    the given instance ids (and request tags, if any)."""
+    the given instance ids (and request tags, if any), made now (``event_time``:
+    another eventTime): instances launched just before match it."""
     detail = copy.deepcopy(load_record(record) if isinstance(record, str) else record)
+    if detail.get("eventName") == "RunInstances":
+        detail["eventTime"] = event_time or now_iso()
     template = detail["responseElements"]["instancesSet"]["items"][0]
     items = []
     for instance_id in instance_ids:
@@ -209,3 +218,21 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(AllowedCodes, "sleep", staticmethod(clock.sleep))
     monkeypatch.setattr(ResilientDescribeEC2, "sleep", staticmethod(clock.sleep))
     return clock
+
+
+def create_state_table(name="broom-state", region=REGION):
+    """Broom's state table as the README tells IaC to create it (mock_aws)."""
+    client = boto3.client("dynamodb", region_name=region)
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires"})
+    return name
+
+
+@pytest.fixture
+def state_table(aws):
+    """The ``broom-state`` DynamoDB table, empty."""
+    return create_state_table()

@@ -52,11 +52,12 @@ def function_name(policy):
 def expected_pattern(policy):
     """The EventBridge pattern c7n renders for a cloudtrail-mode policy's events.
 
-    c7n's cloudtrail pattern has no top-level ``source``: ``detail.eventSource``
-    selects the service.
+    c7n's cloudtrail pattern has no top-level ``source`` of its own; Broom's policies
+    add ``source: [aws.ec2]`` through ``mode.pattern`` so that only AWS's events match.
     """
     events = policy["mode"]["events"]
     return {
+        "source": ["aws.ec2"],
         "detail-type": ["AWS API Call via CloudTrail"],
         "detail": {"eventSource": sorted({e["source"] for e in events}),
                    "eventName": [e["event"] for e in events]},

@@ -36,7 +36,7 @@ def test_push_terminates_violators_and_reports_the_creator(inbox):
     assert "Image:          ami-12345678" in body
     assert "Instance type:  t3.micro" in body
     assert "Launch time:    20" in body
-    assert "Event:          RunInstances at 2016-07-24T10:57:13Z" in body
+    assert "Event:          RunInstances at %s" % event["detail"]["eventTime"] in body
     assert "the instance has no Code tag" in body
     assert "Action taken:   terminated" in body
     assert "LOL, GGG, BRB, YLO" in body
@@ -150,3 +150,18 @@ def test_validation_rejects_a_topic_var_that_is_not_a_string(aws):
     """c7n-org keeps a var's type when the whole string is one placeholder."""
     with pytest.raises(PolicyValidationError, match="'topic-override' must be an SNS"):
         main_policy(variables={"broom_topic": ["arn:aws:sns:us-east-1:123456789012:a"]})
+
+
+def report_only_main_policy():
+    return main_policy(variables={"broom_enforcement": "report-only"})
+
+
+def test_a_reported_event_tag_set_in_advance_does_not_silence_the_report(inbox):
+    """The launcher sets broom:reported-event to the event id at launch."""
+    event = run_instances_event(["i-placeholder"])
+    [instance] = launch(tags={"broom:reported-event": event["detail"]["eventID"]})
+    event = run_instances_event([instance])
+    report_only_main_policy().push(event)
+    assert states([instance]) == {instance: "running"}
+    [message] = inbox.messages()
+    assert "Broom would terminate EC2 instance %s" % instance in message["Message"]

@@ -68,6 +68,7 @@ def test_deploy_provisions_function_rule_target_and_permission_in_each_region(de
         assert rule["Name"] == FUNCTION
         assert rule["State"] == "ENABLED"
         assert json.loads(rule["EventPattern"]) == expected_pattern(POLICY) == {
+            "source": ["aws.ec2"],
             "detail-type": ["AWS API Call via CloudTrail"],
             "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["RunInstances"]}}
         assert target["Arn"] == function["FunctionArn"]
@@ -189,3 +190,94 @@ def test_unknown_element_fails_validate_and_run_naming_it(
         assert "'type': '%s'" % unknown["type"] in completed.output
     assert "custodian-broom-typo" not in [
         f["FunctionName"] for f in local_aws.client("lambda").list_functions()["Functions"]]
+
+
+# 3. Only AWS's own events make it act ---------------------------------------------
+
+def test_deployed_rule_matches_aws_events_and_not_forged_ones(deployed):
+    """The deployed rule's pattern, on a probe bus whose rule feeds a queue (moto has no
+    TestEventPattern, and cannot deliver to Lambda): forged events never match."""
+    events, sqs = deployed.client("events"), deployed.client("sqs")
+    [rule] = events.list_rules()["Rules"]
+    queue = sqs.create_queue(QueueName="pattern-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.create_event_bus(Name="pattern-probe")
+    events.put_rule(Name="probe", EventBusName="pattern-probe",
+                    EventPattern=rule["EventPattern"])
+    events.put_targets(Rule="probe", EventBusName="pattern-probe",
+                       Targets=[{"Id": "queue", "Arn": queue_arn}])
+    record = run_instances_record(["i-0123456789abcdef0"])
+
+    def delivered(source):
+        events.put_events(Entries=[{
+            "EventBusName": "pattern-probe", "Source": source,
+            "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(record)}])
+        received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", [])
+        for message in received:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(m["Body"])["source"] for m in received]
+
+    assert delivered("aws.ec2") == ["aws.ec2"]
+    # What any principal with events:PutEvents can send (AWS refuses "aws.*" sources).
+    assert delivered("custom.ec2") == []
+    assert delivered("attacker") == []
+
+
+FORGERIES = {
+    "custom source": ({"source": "custom.ec2"}, {}),
+    "other detail-type": ({"detail-type": "EC2 Instance State-change Notification"}, {}),
+    "envelope of another account": ({"account": "999999999999"}, {}),
+    "envelope of another region": ({"region": OTHER_REGION}, {}),
+    "call not subscribed": ({}, {"eventName": "TerminateInstances"}),
+}
+
+
+@pytest.mark.parametrize("envelope, record_change", FORGERIES.values(), ids=FORGERIES)
+def test_published_archive_refuses_events_aws_did_not_emit(deployed, envelope,
+                                                             record_change):
+    inbox = server_inbox(deployed)
+    ec2 = deployed.client("ec2")
+    victim = launch(ec2, {"Code": "NOPE"})
+    record = dict(run_instances_record([victim]), **record_change)
+
+    result = invoke_deployed(deployed, FUNCTION, record, REGION, envelope=envelope)
+
+    assert result.ok, result.logs[-4000:]
+    assert "refusing an event that is not AWS's record of a subscribed call" in result.logs
+    assert states(ec2, [victim]) == {victim: "running"}
+    assert inbox.messages() == []
+
+
+def test_record_naming_an_instance_launched_at_another_time_terminates_nothing(deployed):
+    """A stale or forged RunInstances record (a replayed log file, a dead-letter
+    message) naming an instance that was running before it: an anomaly, reported."""
+    inbox = server_inbox(deployed)
+    ec2 = deployed.client("ec2")
+    bystander = launch(ec2, {"Code": "NOPE"})
+    ec2.modify_instance_attribute(InstanceId=bystander, DisableApiTermination={"Value": True})
+    record = dict(run_instances_record([bystander]), eventTime="2026-01-05T10:00:00Z")
+
+    result = invoke_deployed(deployed, FUNCTION, record, REGION)
+
+    assert result.ok, result.logs[-4000:]
+    assert states(ec2, [bystander]) == {bystander: "running"}
+    [report] = inbox.messages()
+    assert report["MessageAttributes"]["broom.outcome"]["Value"] == "anomaly"
+    assert "the RunInstances record is from 2026-01-05T10:00:00Z" in report["Message"]
+    assert "it was not terminated" in report["Message"]
+
+
+def test_published_archive_logs_one_line_per_event_not_its_credentials(deployed):
+    ec2 = deployed.client("ec2")
+    valid = launch(ec2, {"Code": "LOL"})
+    record = run_instances_record([valid])
+
+    result = invoke_deployed(deployed, FUNCTION, record, REGION)
+
+    assert result.ok, result.logs[-4000:]
+    assert "handling event '%s' 'RunInstances' account '%s' region '%s' instances '%s'" % (
+        record["eventID"], ACCOUNT, REGION, valid) in result.logs
+    for secret in (record["userIdentity"]["accessKeyId"], record["sourceIPAddress"],
+                   record["userAgent"]):
+        assert secret not in result.logs
