@@ -9,11 +9,11 @@ from c7n.actions import EventAction
 from c7n.exceptions import PolicyExecutionError, PolicyValidationError
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, decisions, events, fleets, report
+from c7n_broom import codes, decisions, events, fleets, recheck, report, state
 from c7n_broom.filters import ANNOTATION
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
-from c7n_broom.validation import check_schema, where
+from c7n_broom.validation import check_schema, check_state_table, where
 from c7n_broom.terminate import OUTCOME
 
 log = logging.getLogger("custodian.broom.actions")
@@ -26,26 +26,35 @@ DEFAULT_FLEET_PERIOD = 3600
 ACTORS = {"RunInstances": "Launched by", "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
 
 
-REPORTED_TAG = "broom:reported-event"
-
-
 @dataclass
 class Message:
-    """One SNS message: ``fleet`` it stands for, instances it leaves running
-    (``survivors``, marked with the event id once published)."""
+    """One SNS message: the ``instances`` it reports (fleet members it stands for
+    included) and the fleet report slots it took in the state table (``fleets``:
+    (fleet, time) pairs), both given back if it cannot be published."""
 
     key: str
     subject: str
     body: str
     attributes: dict
-    fleet: tuple | None = None
-    survivors: list = field(default_factory=list)
+    instances: list = field(default_factory=list)
+    fleets: list = field(default_factory=list)
 
 
-def survivors(items):
+def running(items):
     """Instance ids of (resource, finding, outcome) items that were not terminated."""
     return [finding.instance_id for _, finding, outcome in items
             if outcome.status not in (report.TERMINATED, report.GONE)]
+
+
+@dataclass
+class Group:
+    """What one report stands for: an instance, or a fleet's instances with the same
+    outcome (``slot``: the fleet report slot it took in the state table)."""
+
+    finding: report.Finding
+    outcome: report.Outcome
+    instances: list
+    slot: tuple | None = None
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -70,10 +79,16 @@ class CreatorReport(EventAction):
 
     More than ``max-messages`` instances (default 20) in one run are sent as one
     digest message instead, kept under SNS's 256 KB limit. Instances of an Auto
-    Scaling group, Spot Fleet or EC2 Fleet are reported once per group, naming the
-    group to fix, and a group is reported at most once per ``fleet-report-period``
-    seconds (default 3600; recorded in a ``broom:last-report`` tag on the group), so
-    a relaunch loop cannot flood the topic.
+    Scaling group, Spot Fleet, EC2 Fleet or persistent spot request are reported
+    once per group, naming the group to fix. So that a relaunch loop cannot flood
+    the topic, a group whose reported instances were all terminated is reported at
+    most once per ``fleet-report-period`` seconds (default 3600); an instance left
+    running is always reported.
+
+    EventBridge delivers at least once: an instance is reported once per event.
+    Both records live in Broom's DynamoDB table ``state-table`` (default
+    ``broom-state``, see ``c7n_broom.state``), never in tags the launcher could
+    set. Without the table, reports are sent anyway, repeats included.
 
     :example:
 
@@ -93,6 +108,7 @@ class CreatorReport(EventAction):
                 topic-override: "{broom_topic}"
                 max-messages: 20
                 fleet-report-period: 3600
+                state-table: broom-state
     """
 
     schema = type_schema(
@@ -103,18 +119,24 @@ class CreatorReport(EventAction):
             "topic-override": {"type": "string"},
             "max-messages": {"type": "integer", "minimum": 1},
             "fleet-report-period": {"type": "integer", "minimum": 0},
+            "state-table": {"type": "string"},
         },
     )
-    permissions = ("sns:Publish", "ec2:DescribeInstances", "ec2:DescribeTags",
-                   "ec2:CreateTags", "autoscaling:DescribeTags",
-                   "autoscaling:CreateOrUpdateTags")
+    permissions = ("sns:Publish", "ec2:DescribeInstances",
+                   "ec2:DescribeSpotInstanceRequests") + state.REPORT_PERMISSIONS
     clock = staticmethod(time.time)
 
     def validate(self):
         for option in ("topic", "topic-override"):
             value = self.data.get(option)
-            if option == "topic-override" and codes.is_unset(value):
-                continue
+            if option == "topic-override":
+                # A var's value is used as it is: no braces, not even {region}.
+                problem = codes.var_error(option, value, codes.policy_vars(self), fix=(
+                    "write the topic ARN out in full"))
+                if problem:
+                    raise PolicyValidationError("%s: %s" % (where(self), problem))
+                if codes.is_unset(value):
+                    continue
             if isinstance(value, str) and "{" in value:
                 continue  # expanded later, at run time (custodian run, c7n-org)
             if not isinstance(value, str) or not TOPIC_ARN.match(value):
@@ -123,6 +145,7 @@ class CreatorReport(EventAction):
                     "arn:aws:sns:us-east-1:123456789012:broom-reports, got %r" % (
                         where(self), option, value))
         check_schema(self)  # the rest
+        check_state_table(self)
         check_lambda_packaging(self.manager, self.type)
         return self
 
@@ -135,45 +158,64 @@ class CreatorReport(EventAction):
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
         event_id = events.field(record, "eventID")
-        live = [r for r in resources if self.needs_report(r, event_id)]
+        if event_id and recheck.held_ids(event):  # the re-check reports what it does
+            event_id += "#recheck"
+        table = self.state_table()
+        live = [r for r in resources
+                if self.needs_report(r) and self.claim(table, event_id, r["InstanceId"])]
         if not live:
             return []
         outcomes = self.outcomes(live)
+        persistent = fleets.persistent_spot_requests(self.manager, live)
         actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
-        items = [(r, self.finding(r, record), outcomes[r["InstanceId"]]) for r in live]
-        items, group_of = self.one_per_fleet(items)
-        if len(items) > self.data.get("max-messages", DEFAULT_MAX_MESSAGES):
+        items = [(r, self.finding(r, record, persistent), outcomes[r["InstanceId"]])
+                 for r in live]
+        groups = self.one_per_fleet(items, persistent, table, event_id)
+        if len(groups) > self.data.get("max-messages", DEFAULT_MAX_MESSAGES):
             subject, body, attributes = report.digest(
-                [(finding, outcome) for _, finding, outcome in items], creator, actor)
-            messages = [Message("%d instances" % len(items), subject, body, attributes,
-                                survivors=survivors(items))]
+                [(g.finding, g.outcome) for g in groups], creator, actor)
+            messages = [Message("%d instances" % len(groups), subject, body, attributes,
+                                [i for g in groups for i in g.instances],
+                                [g.slot for g in groups if g.slot])]
         else:
-            messages = [Message(finding.instance_id, report.subject(finding, outcome),
-                                report.body(finding, outcome, creator, actor),
-                                report.attributes(finding, outcome, creator),
-                                fleet=group_of.get(finding.instance_id),
-                                survivors=survivors([(r, finding, outcome)]))
-                        for r, finding, outcome in items]
-        return self.publish(messages, event_id)
+            messages = [Message(g.finding.instance_id,
+                                report.subject(g.finding, g.outcome),
+                                report.body(g.finding, g.outcome, creator, actor),
+                                report.attributes(g.finding, g.outcome, creator),
+                                g.instances, [g.slot] if g.slot else [])
+                        for g in groups]
+        return self.publish(messages, table, event_id)
 
-    def needs_report(self, resource, event_id):
-        """False for instances this event was already handled for: gone before it
-        arrived, or marked as reported for it (EventBridge delivers at least once)."""
-        state = resource.get("State", {}).get("Name")
-        if state in GONE_STATES:
+    def state_table(self):
+        return state.for_element(self, clock=self.clock)
+
+    def needs_report(self, resource):
+        """False for an instance gone before this event arrived (EventBridge delivers
+        at least once: a repeat finds what the first delivery terminated)."""
+        status = resource.get("State", {}).get("Name")
+        if status in GONE_STATES:
             log.info("instance %s was already %s when this event was handled: "
-                     "not reported again", resource["InstanceId"], state)
-            return False
-        tags = {t.get("Key"): t.get("Value") for t in resource.get("Tags") or ()}
-        if event_id and tags.get(REPORTED_TAG) == event_id:
-            log.info("instance %s was already reported for event %s", resource["InstanceId"],
-                     event_id)
+                     "not reported again", resource["InstanceId"], status)
             return False
         return True
 
-    def publish(self, messages, event_id=""):
+    def claim(self, table, event_id, instance_id):
+        """False if ``instance_id`` was already reported for this event (a repeated
+        delivery), as recorded in the state table; True otherwise, and always
+        without an event or a usable table."""
+        if not event_id or table.claim_report(self.policy_name, event_id, instance_id):
+            return True
+        log.info("instance %s was already reported for event %s", instance_id, event_id)
+        return False
+
+    @property
+    def policy_name(self):
+        return self.manager.data.get("name", "")
+
+    def publish(self, messages, table, event_id=""):
         """Publish the messages; raise after all were tried if any failed, so the
-        invocation shows as an error."""
+        invocation shows as an error. A published message settles its claims in the
+        state table; a failed one gives them back, so a retry reports it."""
         client = self.sns_client()
         sent, failed = [], []
         for message in messages:
@@ -184,13 +226,14 @@ class CreatorReport(EventAction):
             except ClientError as e:
                 log.error("report for %s NOT published to %s: %s", message.key, self.topic, e)
                 failed.append((message.key, e.response["Error"]["Code"]))
+                for fleet, when in message.fleets:
+                    table.release_fleet(self.policy_name, fleet, when)
+                if event_id:
+                    table.release_reports(self.policy_name, event_id, message.instances)
                 continue
             sent.append({"Report": message.key, "MessageId": response["MessageId"]})
-            if message.fleet:
-                fleets.mark_reported(self.manager.session_factory,
-                                     self.manager.config.region, message.fleet, self.clock())
-            if event_id and message.survivors:
-                self.mark_reported(message.survivors, event_id)
+            if event_id:
+                table.settle_reports(self.policy_name, event_id, message.instances)
         if failed:
             raise ReportDeliveryError(
                 "%d of %d reports could not be published to %s: %s" % (
@@ -198,48 +241,44 @@ class CreatorReport(EventAction):
                     ", ".join("%s (%s)" % f for f in failed)))
         return sent
 
-    def mark_reported(self, instance_ids, event_id):
-        """Tag instances left running with the event they were reported for."""
-        client = local_session(self.manager.session_factory).client("ec2")
-        for batch in chunks(instance_ids, 100):
-            try:
-                self.manager.retry(client.create_tags, Resources=batch,
-                                   Tags=[{"Key": REPORTED_TAG, "Value": event_id}])
-            except ClientError as e:
-                log.warning("cannot tag %s with %s (%s): a repeated delivery of event %s "
-                            "would report them again", ", ".join(batch), REPORTED_TAG,
-                            e.response["Error"]["Code"], event_id)
+    def one_per_fleet(self, items, persistent, table, event_id):
+        """One Group per instance outside fleets, and per fleet and outcome.
 
-    def one_per_fleet(self, items):
-        """Keep one report per fleet, none for a fleet reported within the period.
-
-        Returns the kept items and {instance_id: fleet} for those that stand for a
-        fleet (their publication is recorded on the fleet).
+        Throttling exists only to keep a relaunch loop (each relaunched instance
+        terminated) from flooding the topic: a fleet's terminated instances are not
+        reported if the fleet was reported within ``fleet-report-period``. Its
+        instances left running are always reported.
         """
         period = self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD)
-        by_fleet, kept, stands_for = {}, [], {}
+        by_fleet, groups, slots = {}, [], {}
         for item in items:
-            fleet = decisions.fleet_of(item[0])
+            fleet = decisions.fleet_of(item[0], persistent)
             if fleet is None:
-                kept.append(item)
+                groups.append(Group(item[1], item[2], [item[1].instance_id]))
             else:
-                by_fleet.setdefault(fleet, []).append(item)
-        for fleet, members in by_fleet.items():
-            last = fleets.last_report(self.manager.session_factory,
-                                      self.manager.config.region, fleet)
-            if last is not None and self.clock() - last < period:
-                log.info("%s %s was reported less than %ss ago: %d report(s) not sent",
-                         fleet[0], fleet[1], period, len(members))
-                continue
-            resource, finding, outcome = members[0]
-            others = [m[1].instance_id for m in members[1:]]
-            if others:
+                by_fleet.setdefault((fleet, item[2].status), []).append(item)
+        for (fleet, _), members in by_fleet.items():
+            ids = [m[1].instance_id for m in members]
+            slot = None
+            if not running(members):
+                if fleet not in slots:
+                    fresh, when = table.claim_fleet(self.policy_name, fleet, period)
+                    slots[fleet] = (fleet, when) if fresh else None
+                slot = slots[fleet]
+                if slot is None:
+                    log.info("%s %s was reported less than %ss ago and its %d instance(s) "
+                             "here were terminated: not reported again", fleet[0],
+                             fleet[1], period, len(members))
+                    if event_id:
+                        table.settle_reports(self.policy_name, event_id, ids)
+                    continue
+            _, finding, outcome = members[0]
+            if ids[1:]:
                 finding.extra["Also in group"] = "%s%s" % (
-                    ", ".join(others[:20]), " and %d more" % (len(others) - 20)
-                    if len(others) > 20 else "")
-            kept.append((resource, finding, outcome))
-            stands_for[finding.instance_id] = fleet
-        return kept, stands_for
+                    ", ".join(ids[1:21]), " and %d more" % (len(ids) - 21)
+                    if len(ids) > 21 else "")
+            groups.append(Group(finding, outcome, ids, slot))
+        return groups
 
     def sns_client(self):
         region = self.topic.split(":")[3]
@@ -295,10 +334,10 @@ class CreatorReport(EventAction):
                     states[instance["InstanceId"]] = instance["State"]["Name"]
         return states
 
-    def finding(self, resource, record):
+    def finding(self, resource, record, persistent=frozenset()):
         violation = resource.get(ANNOTATION) or {}
         extra = {}
-        fleet = decisions.fleet_of(resource)
+        fleet = decisions.fleet_of(resource, persistent)
         if fleet:
             extra["Managed by"] = "%s %s (relaunches what is terminated)" % fleet
             extra["Fix there"] = fleets.FIX[fleet[0]]

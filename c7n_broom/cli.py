@@ -123,18 +123,20 @@ def events_region(record):
               help="Take codes and exemptions from this policy file "
                    "(default: the shipped policies/ec2-tags.yml).")
 @click.option("--codes", help="Allowed codes, comma separated (instead of the policy's).")
-def scp(policy, codes):
+@click.option("--compact", is_flag=True,
+              help="Print minified JSON (AWS Organizations counts whitespace toward its "
+                   "5,120-character limit).")
+def scp(policy, codes, compact):
     """Print an AWS Organizations SCP that refuses launches without an allowed Code."""
     from c7n_broom import scp as scp_module
     from c7n_broom.codes import parse_codes
     from c7n_broom.demo import default_policy
 
     try:
-        allowed, key, exempt = scp_module.from_policy_file(policy or default_policy())
-        if codes is not None:
-            allowed = parse_codes(codes)
-        document = scp_module.code_tag_scp(allowed, key, exempt)
+        allowed = parse_codes(codes) if codes is not None else None
+        document = scp_module.policy_scp(policy or default_policy(), allowed)
+        text = scp_module.render(document, compact=compact)
     except (ValueError, DemoError) as e:
         click.echo("broom scp failed: %s" % e, err=True)
         sys.exit(1)
-    click.echo(scp_module.render(document))
+    click.echo(text)

@@ -140,7 +140,8 @@ class DemoResult:
 
 def run_demo(echo, port=0, region="us-east-1", policy=None):
     """Run the demo, reporting progress through ``echo(text)``; return a DemoResult."""
-    from c7n_broom.localaws import DEFAULT_ACCOUNT, LocalAws, TopicInbox, create_lambda_role
+    from c7n_broom.localaws import (DEFAULT_ACCOUNT, LocalAws, TopicInbox, create_lambda_role,
+                                    create_state_table)
     from c7n_broom.localdeploy import custodian_run, invoke_deployed, stock_command
 
     started = time.monotonic()
@@ -152,8 +153,10 @@ def run_demo(echo, port=0, region="us-east-1", policy=None):
         echo("[1/6] starting a local AWS (moto server) on 127.0.0.1 ...")
         with LocalAws(port=port, region=region) as aws:
             echo("      %s" % aws.endpoint_url)
-            echo("[2/6] creating the execution role broom-lambda and the topic broom-reports")
+            echo("[2/6] creating the execution role broom-lambda, the topic broom-reports "
+                 "and the state table broom-state")
             create_lambda_role(aws)
+            create_state_table(aws.client("dynamodb", region=region))
             inbox = TopicInbox(aws.client("sns", region=region),
                                aws.client("sqs", region=region))
             echo("[3/6] validating and deploying %s with the stock `custodian` command ..."

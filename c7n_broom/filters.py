@@ -14,7 +14,7 @@ from c7n_broom.validation import check_schema, where
 
 log = logging.getLogger("custodian.broom.filters")
 
-ANNOTATION = "c7n:broom-violation"
+ANNOTATION = codes.ANNOTATION
 DEFAULT_KEY = "tag:Code"
 GRACE_INTERVAL = 2  # seconds between tag re-reads during grace-seconds
 
@@ -31,7 +31,15 @@ class AllowedCodes(ValueFilter):
     Custodian's value sources). ``codes-override`` replaces ``codes`` when it is set:
     point it at a c7n-org variable (``"{broom_codes}"``) so accounts can carry their
     own codes in ``accounts.yml`` while the policy keeps the defaults; a placeholder
-    left unexpanded means "not set". Matching is exact unless ``ignore-case`` is true.
+    left unexpanded means "not set", and a var's value holding braces is refused
+    (``broom_codes: "{LOL},{GGG}"``). Matching is exact unless ``ignore-case`` is true.
+
+    ``ignore-case`` ignores simple case only, character by character: ``lol`` and
+    ``Lol`` match ``LOL``, and a letter matches its other case only where the two map
+    to each other one to one (``é``/``É``). No Unicode folding applies, and a
+    non-ASCII character never matches an ASCII one: the Kelvin sign is not ``K``,
+    ``ß`` is not ``SS``, dotless ``ı`` is not ``I``, the ligature ``ﬀ`` is not
+    ``FF``, and fullwidth letters are not their ASCII lookalikes.
 
     In cloudtrail mode a tag that DescribeInstances does not show yet is looked up in
     the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
@@ -82,6 +90,9 @@ class AllowedCodes(ValueFilter):
         if "codes" in self.data:
             self._parse("codes", self.data["codes"], allow_string=False)
         override = self.data.get("codes-override")
+        problem = codes.var_error("codes-override", override, codes.policy_vars(self))
+        if problem:
+            raise PolicyValidationError("%s: %s" % (name, problem))
         if not codes.is_unset(override):
             self._parse("codes-override", override)
         check_schema(self)  # the rest, with types checked

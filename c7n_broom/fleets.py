@@ -1,20 +1,25 @@
-"""Fleets relaunch what Broom terminates: name them, and report each at most once a period.
+"""Fleets relaunch what Broom terminates: name them, and say what to fix there.
 
-An Auto Scaling group, Spot Fleet or EC2 Fleet without the Code tag relaunches an
-untagged instance for every one Broom terminates, forever. Reports say which group
-to fix; a marker tag on the group itself (``broom:last-report``, epoch seconds)
-keeps a relaunch loop from flooding the topic. The marker lives where the fix is
-needed, costs no extra infrastructure, and is visible to the group's owners.
+An Auto Scaling group, Spot Fleet, EC2 Fleet or persistent spot request without the
+Code tag relaunches an untagged instance for every one Broom terminates, forever.
+Reports say which fleet to fix, and ``creator-report`` reports such a relaunch loop
+at most once a period.
+
+Which fleet an instance belongs to is read only from what its launcher cannot set:
+the ``aws:`` tags AWS puts on fleet instances (``decisions.FLEET_TAGS``) and the type
+of its spot request, from EC2 (only a persistent request relaunches; a one-time spot
+instance is a plain instance). When a fleet was last reported is kept in Broom's
+state table (``c7n_broom.state``), never in a tag the fleet's owner could set.
 """
 import logging
 
 from botocore.exceptions import ClientError
-from c7n.utils import local_session
+from c7n.utils import chunks, local_session
 
 log = logging.getLogger("custodian.broom.fleets")
 
-MARKER = "broom:last-report"
 ASG = "Auto Scaling group"
+SPOT_REQUEST = "spot request"
 
 FIX = {
     ASG: "add a Code tag with PropagateAtLaunch to the group (or to its launch "
@@ -22,55 +27,46 @@ FIX = {
     "Spot Fleet request": "add a Code tag to the request's launch specification or "
                           "template (TagSpecifications for instances)",
     "EC2 Fleet": "add a Code tag to the fleet's launch template (instance tags)",
-    "spot request": "a persistent spot request relaunches its instance: cancel it, or "
-                    "request again with a Code tag",
+    SPOT_REQUEST: "a persistent spot request relaunches its instance: cancel it, or "
+                  "request again with a Code tag",
 }
-DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+DENIED = ("UnauthorizedOperation",)
+NOT_FOUND = "InvalidSpotInstanceRequestID.NotFound"
 
 
-def last_report(session_factory, region, fleet):
-    """Epoch seconds of the last report for ``fleet`` ((kind, id)), or None."""
-    kind, fleet_id = fleet
-    try:
-        if kind == ASG:
-            client = local_session(session_factory).client("autoscaling", region_name=region)
-            tags = client.describe_tags(Filters=[
-                {"Name": "auto-scaling-group", "Values": [fleet_id]},
-                {"Name": "key", "Values": [MARKER]}]).get("Tags", [])
-        else:
-            client = local_session(session_factory).client("ec2", region_name=region)
-            tags = client.describe_tags(Filters=[
-                {"Name": "resource-id", "Values": [fleet_id]},
-                {"Name": "key", "Values": [MARKER]}]).get("Tags", [])
-    except ClientError as e:
-        if e.response["Error"]["Code"] not in DENIED + ("InvalidID", "ValidationError"):
-            raise
-        log.warning("cannot read %s on %s %s (%s): reporting anyway", MARKER, kind,
-                    fleet_id, e.response["Error"]["Code"])
-        return None
-    for tag in tags:
+def persistent_spot_requests(manager, resources):
+    """Ids of the persistent spot requests that launched ``resources``, as EC2
+    describes them (DescribeSpotInstanceRequests: ``Type``). Requests EC2 does not
+    know, or cannot be read, count as one-time: their instances are plain instances,
+    reported one by one and never throttled."""
+    ids = sorted({r["SpotInstanceRequestId"] for r in resources
+                  if r.get("InstanceLifecycle") == "spot" and r.get("SpotInstanceRequestId")})
+    if not ids:
+        return frozenset()
+    client = local_session(manager.session_factory).client("ec2")
+    return frozenset(_persistent(manager, client, ids))
+
+
+def _persistent(manager, client, ids):
+    found = set()
+    for batch in chunks(ids, 100):
         try:
-            return float(tag.get("Value", ""))
-        except ValueError:
-            return None
-    return None
-
-
-def mark_reported(session_factory, region, fleet, when):
-    """Record on the group that it was reported at ``when`` (epoch seconds)."""
-    kind, fleet_id = fleet
-    value = "%d" % when
-    try:
-        if kind == ASG:
-            local_session(session_factory).client(
-                "autoscaling", region_name=region).create_or_update_tags(Tags=[{
-                    "ResourceId": fleet_id, "ResourceType": "auto-scaling-group",
-                    "Key": MARKER, "Value": value, "PropagateAtLaunch": False}])
-        else:
-            local_session(session_factory).client("ec2", region_name=region).create_tags(
-                Resources=[fleet_id], Tags=[{"Key": MARKER, "Value": value}])
-    except ClientError as e:
-        if e.response["Error"]["Code"] not in DENIED + ("InvalidID", "ValidationError"):
-            raise
-        log.warning("cannot tag %s %s with %s (%s): its next relaunch is reported again",
-                    kind, fleet_id, MARKER, e.response["Error"]["Code"])
+            response = manager.retry(client.describe_spot_instance_requests,
+                                     SpotInstanceRequestIds=batch)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code in DENIED:
+                log.warning("cannot read spot requests %s (%s): their instances are "
+                            "reported as plain instances; allow "
+                            "ec2:DescribeSpotInstanceRequests", ", ".join(batch), code)
+                return found
+            if code != NOT_FOUND:
+                raise
+            if len(batch) > 1:  # one unknown id fails the call: ask one by one
+                for request_id in batch:
+                    found.update(_persistent(manager, client, [request_id]))
+            continue
+        found.update(request["SpotInstanceRequestId"]
+                     for request in response.get("SpotInstanceRequests", ())
+                     if request.get("Type") == "persistent")
+    return found

@@ -21,9 +21,12 @@ import tempfile
 import c7n_broom  # noqa: F401  (registers the filter and actions)
 from c7n import handler as c7n_handler
 from c7n.cwe import CloudWatchEvents
-from c7n_broom import events
+from c7n.utils import get_retry
+
+from c7n_broom import events, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")
+RETRY = get_retry(("Throttling", "RequestLimitExceeded", "ThrottlingException"))
 
 # c7n logs every event in full unless told otherwise; Broom logs one line instead.
 c7n_handler.C7N_DEBUG_EVENT = os.environ.get("C7N_DEBUG_EVENT", "no") == "yes"
@@ -46,8 +49,8 @@ def _init_config(policy_config):
 c7n_handler.init_config = _init_config
 
 
-def policy_modes():
-    """The ``mode`` of each policy this function runs, from config.json as c7n reads it.
+def policy_data():
+    """The function's config.json as c7n reads it.
 
     c7n loads config.json on its first event and keeps it; before that Broom reads the
     file itself. Without one (not in Lambda) there is nothing to read: c7n reports the
@@ -59,8 +62,14 @@ def policy_modes():
             with open("config.json") as f:
                 data = json.load(f)
         except FileNotFoundError:
-            return []
-    return [p.get("mode") or {} for p in data.get("policies") or () if isinstance(p, dict)]
+            return {}
+    return data if isinstance(data, dict) else {}
+
+
+def policy_modes():
+    """The ``mode`` of each policy this function runs."""
+    return [p.get("mode") or {} for p in policy_data().get("policies") or ()
+            if isinstance(p, dict)]
 
 
 def refusal(event):
@@ -97,6 +106,10 @@ def run(event, context):
         log.warning("refusing an event that is not AWS's record of a subscribed call: "
                     "%s (%s)", reason, events.summary(event))
         return None
+    if omitted.is_omitted(events.cloudtrail_record(event)):
+        event = omitted.resolve(event, policy_data(), RETRY)
+        if event is None:
+            return None
     reason = events.skip_reason(event)
     if reason:
         record = events.cloudtrail_record(event)
@@ -104,4 +117,5 @@ def run(event, context):
                  events.field(record, "eventID") or "?", reason)
         return None
     log.info("handling %s", events.summary(event))
+    recheck.Target.function_arn = getattr(context, "invoked_function_arn", None)
     return c7n_handler.dispatch_event(event, context)

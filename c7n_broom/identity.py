@@ -3,20 +3,18 @@
 Pure functions on plain data (no AWS calls, no c7n imports). CloudTrail documents the
 shapes in "CloudTrail userIdentity element"; the original Broom crashed on every shape
 without a ``userName``. Here every input, however malformed, gives a :class:`Creator`
-whose fields are single-line strings safe to put in a report (the event is untrusted:
-session names and user names are chosen by whoever made the call).
+whose fields are strings holding what AWS recorded (stripped, length-capped), so that
+exemptions match the true values. They are untrusted (session names and user names are
+chosen by whoever made the call): a report escapes them when it is rendered, through
+``c7n_broom.text.readable``; never put a Creator field in a message any other way.
 """
+import dataclasses
 import re
-import unicodedata
 from dataclasses import dataclass, fields
 
 #: Longest text kept per field: the longest ARN IAM allows. Real values are shorter, and
 #: are never clipped (exemptions match on ``arn`` and ``role``); longer ones end in "...".
 MAX_FIELD_LENGTH = 2048
-
-# Characters that could break a report line or disguise text: controls, format
-# characters (bidirectional overrides, zero-width), lone surrogates, line/paragraph separators.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 _SSO_ROLE = re.compile(r"AWSReservedSSO_(?P<permission_set>.+)_[0-9a-f]{16}", re.ASCII)
 
@@ -63,19 +61,10 @@ def _text(value):
     return ""
 
 
-def _escape(char):
-    """Return ``char``, or a visible escape (``\\x0a``, ``\\u202e``) if it is unsafe."""
-    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
-        return char
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
 def _clean(value):
-    """Coerce ``value`` to a single-line, printable string of at most MAX_FIELD_LENGTH."""
-    text = "".join(_escape(char) for char in _text(value)[: MAX_FIELD_LENGTH + 1])
+    """Coerce ``value`` to a stripped string of at most MAX_FIELD_LENGTH characters, as
+    recorded: not escaped (reports escape it when rendered, see c7n_broom.text)."""
+    text = _text(value)
     return text if len(text) <= MAX_FIELD_LENGTH else text[: MAX_FIELD_LENGTH - 3] + "..."
 
 
@@ -94,6 +83,30 @@ def _arn_resource(arn):
     return parts[5] if len(parts) == 6 and parts[0] == "arn" else ""
 
 
+def _iam_arn(arn, *kinds):
+    """Return ``arn`` if it is an IAM ARN of one of ``kinds`` (role, user, root), else ''."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and parts[2] == "iam" and not parts[3]:
+        return arn if parts[5].partition("/")[0] in kinds else ""
+    return ""
+
+
+def _session_principal(identity, issuer):
+    """aws:PrincipalArn of an assumed-role session: the issuing role's IAM ARN (with its
+    path) from ``sessionIssuer.arn``, else built from ``arn:P:sts::A:assumed-role/ROLE/S``
+    as ``arn:P:iam::A:role/ROLE`` (path unknown). The issuer is ignored when it names
+    another role than the session ARN does."""
+    parts = _text(identity.get("arn")).split(":", 5)
+    resource = parts[5].split("/") if len(parts) == 6 and parts[0] == "arn" else []
+    role = resource[1] if len(resource) == 3 and resource[0] == "assumed-role" else ""
+    issuer_arn = _iam_arn(_text(_dig(issuer, "arn")), "role")
+    if issuer_arn and (not role or issuer_arn.rpartition("/")[2] == role):
+        return issuer_arn
+    if role and parts[2] == "sts":
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{role}"
+    return ""
+
+
 def _service_label(service):
     """Return a friendly name for a service principal such as autoscaling.amazonaws.com."""
     return _SERVICE_LABELS.get(service, service)
@@ -103,8 +116,8 @@ def _service_label(service):
 class Creator:
     """Who made a CloudTrail call, for a human report.
 
-    Every field is a string without control characters, so a report stays one line per
-    creator whatever the event held; ``name`` is never empty ("unknown" at worst).
+    Every field is a string as the event recorded it (stripped, length-capped, NOT escaped:
+    it may hold newlines or markup); ``name`` is never empty ("unknown" at worst).
     """
 
     name: str  # who, for a person: "alice@example.com", "GR_Dev_Developer", "root"
@@ -115,9 +128,13 @@ class Creator:
     session: str = ""  # session name of an assumed role
     via: str = ""  # userIdentity.invokedBy: the AWS service that acted for the principal
     note: str = ""  # short explanation for the reader, when one helps
+    # The principal as IAM sees it (aws:PrincipalArn), what exemptions match: a session's
+    # role ARN with its path, a user's or root's ARN; '' when there is none. Not compared:
+    # it restates ``arn``/``role`` the way IAM does.
+    principal_arn: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self):
-        """Coerce and escape every field (the values come from an untrusted event)."""
+        """Coerce every field to a stripped, length-capped str (kept as recorded)."""
         for field in fields(self):
             object.__setattr__(self, field.name, _clean(getattr(self, field.name)))
         if not self.name:
@@ -151,7 +168,8 @@ def _iam_user(identity, kind):
     """IAMUser: userName, else the last part of the arn, else principalId."""
     arn_name = _arn_resource(_text(identity.get("arn"))).rpartition("/")[2]
     name = _text(identity.get("userName")) or arn_name or _text(identity.get("principalId"))
-    return _creator(identity, kind, name)
+    return _creator(identity, kind, name,
+                    principal_arn=_iam_arn(_text(identity.get("arn")), "user"))
 
 
 def _service_linked(role, issuer_arn, via):
@@ -192,7 +210,8 @@ def _assumed_role(identity, kind):
         name, note = role, "session name is not meaningful; role shown" if session else ""
     else:
         name, note = session or _text(identity.get("principalId")), ""
-    return _creator(identity, kind, name, role=role, session=session, note=note)
+    return _creator(identity, kind, name, role=role, session=session, note=note,
+                    principal_arn=_session_principal(identity, issuer))
 
 
 def _federated_user(identity, kind):
@@ -203,14 +222,17 @@ def _federated_user(identity, kind):
     note = "federated user from GetFederationToken"
     if issuer:
         note += f" called by IAM user {issuer}"
-    return _creator(identity, kind, name or issuer, note=note)
+    arn = _text(identity.get("arn"))  # IAM sees arn:aws:sts::ACCOUNT:federated-user/NAME
+    federated = arn if _arn_resource(arn).startswith("federated-user/") else ""
+    return _creator(identity, kind, name or issuer, note=note, principal_arn=federated)
 
 
 def _root(identity, kind):
     """Root: the account itself, possibly through a service (invokedBy) acting for it."""
     service = _text(identity.get("invokedBy"))
     note = f"launched by {_service_label(service)} on behalf of the account" if service else ""
-    return _creator(identity, kind, "root", note=note)
+    return _creator(identity, kind, "root", note=note,
+                    principal_arn=_iam_arn(_text(identity.get("arn")), "root"))
 
 
 def _aws_service(identity, kind):

@@ -234,6 +234,18 @@ def create_lambda_role(aws, name="broom-lambda", account=None):
     return role["Arn"]
 
 
+def create_state_table(dynamodb, name="broom-state"):
+    """Create Broom's state table as the README tells IaC to (key ``pk``, TTL on
+    ``expires``, on-demand) with a DynamoDB client; return its name."""
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires"})
+    return name
+
+
 def _import_moto_server():
     try:
         from moto.server import ThreadedMotoServer

@@ -2,69 +2,171 @@
 
 Broom reacts within seconds; a service control policy can refuse the launch in the
 first place. The SCP denies RunInstances unless the request tags the instance with an
-allowed Code, and denies setting Code to another value or deleting it later. SCPs do
-not apply to service-linked roles (Auto Scaling, Spot Fleet) nor to the management
-account, so Broom's reactive policies are still needed. Pure functions: no AWS calls.
+allowed Code, and denies setting Code to another value or deleting it later (deleting
+every tag at once included). SCPs do not apply to service-linked roles (Auto Scaling,
+Spot Fleet) nor to the management account, so Broom's reactive policies are still
+needed.
+
+The codes, the tag key and the exemptions come from the policy as c7n loads and
+validates it (variables left unexpanded, so overrides fall back to the policy's
+defaults), and the exemptions go through :mod:`c7n_broom.principals`, the grammar
+``safe-terminate`` matches with: Broom and the SCP exempt the same principals.
+No AWS calls.
 """
 import json
+from dataclasses import dataclass
 
 import yaml
 
-SCP_LIMIT = 5120  # characters, as AWS Organizations counts them (minified JSON)
+from c7n_broom import codes as code_lists
+from c7n_broom import principals
+
+SCP_LIMIT = 5120  # characters, as AWS Organizations counts them: whitespace included
 INSTANCES = "arn:aws:ec2:*:*:instance/*"
+LOAD_REGION = "na"  # c7n wants one to load a policy; nothing here depends on it
 
 
 class ScpError(ValueError):
     """The SCP cannot be built as asked; the message says what to change."""
 
 
-def code_tag_scp(codes, key="Code", exempt_principals=()):
-    """The SCP document (a dict) enforcing ``key`` in ``codes`` on EC2 instances."""
+@dataclass(frozen=True)
+class Rule:
+    """What a Broom policy enforces, as the SCP needs it."""
+
+    codes: tuple | None  # None when the policy reads them at run time (value_from)
+    key: str = "Code"
+    exempt_principals: tuple = ()
+    ignore_case: bool = False
+
+
+def code_tag_scp(codes, key="Code", exempt_principals=(), ignore_case=False):
+    """The SCP document (a dict) enforcing ``key`` in ``codes`` on EC2 instances, for
+    every principal but those ``exempt_principals`` name (principals' grammar)."""
     codes = sorted(set(codes))
     if not codes:
         raise ScpError("no allowed codes: every launch would be denied")
-    tag_keys = {"ForAnyValue:StringEquals": {"aws:TagKeys": [key]}}
+    try:
+        exempt = principals.scp_conditions(exempt_principals)
+    except ValueError as e:
+        raise ScpError("'exempt-principals' %s" % e)
+    not_allowed = {"StringNotEqualsIgnoreCase" if ignore_case else "StringNotEquals": {
+        "aws:RequestTag/%s" % key: codes}}
+    sets_code = {"ForAnyValue:StringEquals": {"aws:TagKeys": [key]}}
     statements = [
-        {"Sid": "BroomDenyLaunchWithoutAllowedCode", "Effect": "Deny",
-         "Action": "ec2:RunInstances", "Resource": INSTANCES,
-         "Condition": {"StringNotEquals": {"aws:RequestTag/%s" % key: codes}}},
-        {"Sid": "BroomDenyCodeOutsideTheList", "Effect": "Deny",
-         "Action": "ec2:CreateTags", "Resource": INSTANCES,
-         "Condition": dict(tag_keys, StringNotEquals={"aws:RequestTag/%s" % key: codes})},
-        {"Sid": "BroomDenyRemovingCode", "Effect": "Deny",
-         "Action": "ec2:DeleteTags", "Resource": INSTANCES, "Condition": dict(tag_keys)},
+        deny("BroomDenyLaunchWithoutAllowedCode", "ec2:RunInstances", not_allowed, exempt),
+        deny("BroomDenyCodeOutsideTheList", "ec2:CreateTags", dict(sets_code, **not_allowed),
+             exempt),
+        deny("BroomDenyRemovingCode", "ec2:DeleteTags", sets_code, exempt),
+        # DeleteTags without Tags deletes every tag, Code included; IAM then sees no
+        # aws:TagKeys at all, and ForAnyValue on an absent key is false.
+        deny("BroomDenyRemovingEveryTag", "ec2:DeleteTags", {"Null": {"aws:TagKeys": "true"}},
+             exempt),
     ]
-    if exempt_principals:
-        for statement in statements:
-            statement["Condition"]["ArnNotLike"] = {
-                "aws:PrincipalArn": sorted(exempt_principals)}
-    document = {"Version": "2012-10-17", "Statement": statements}
-    size = len(render(document, indent=None))
-    if size > SCP_LIMIT:
-        raise ScpError("the SCP is %d characters, over AWS Organizations' limit of %d: "
-                       "use fewer codes or exemptions" % (size, SCP_LIMIT))
-    return document
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
-def render(document, indent=2):
-    separators = (",", ":") if indent is None else None
-    return json.dumps(document, indent=indent, separators=separators)
+def deny(sid, action, conditions, exempt):
+    """A Deny statement on instances; the exemption conditions are ANDed in."""
+    merged = {operator: dict(keys) for operator, keys in conditions.items()}
+    for operator, keys in exempt.items():
+        merged.setdefault(operator, {}).update(keys)
+    return {"Sid": sid, "Effect": "Deny", "Action": action, "Resource": INSTANCES,
+            "Condition": merged}
+
+
+def render(document, compact=False):
+    """The document as printed (indented, or minified with ``compact``), refused with
+    ScpError when over AWS Organizations' limit."""
+    text = _json(document, compact)
+    if len(text) <= SCP_LIMIT:
+        return text
+    minified = len(_json(document, True))
+    if compact or minified > SCP_LIMIT:
+        raise ScpError("the SCP is %d characters minified, over AWS Organizations' limit "
+                       "of %d: use fewer codes or exemptions" % (minified, SCP_LIMIT))
+    raise ScpError("the SCP is %d characters as printed, over AWS Organizations' limit of "
+                   "%d (whitespace counts): use --compact (%d characters) or fewer codes "
+                   "or exemptions" % (len(text), SCP_LIMIT, minified))
+
+
+def _json(document, compact):
+    if compact:
+        return json.dumps(document, separators=(",", ":"))
+    return json.dumps(document, indent=2)
+
+
+def policy_scp(path, codes=None):
+    """The SCP document for a Broom policy file; ``codes`` replaces the policy's."""
+    rule = from_policy_file(path)
+    if codes is None and rule.codes is None:
+        raise ScpError("%s: its allowed-codes filter reads the codes with value_from when "
+                       "it runs: pass them with --codes" % path)
+    return code_tag_scp(rule.codes if codes is None else codes, rule.key,
+                        rule.exempt_principals, rule.ignore_case)
 
 
 def from_policy_file(path):
-    """(codes, key, exempt principal ARN patterns) of a Broom policy file's first policy."""
-    data = yaml.safe_load(open(path))["policies"][0]
-    filters = [f for f in data.get("filters", ()) if isinstance(f, dict)
-               and f.get("type") == "allowed-codes"]
-    if not filters or "codes" not in filters[0]:
-        raise ScpError("%s: its first policy has no allowed-codes filter with 'codes'" % path)
-    key = filters[0].get("key", "tag:Code")
-    if not key.startswith("tag:"):
-        raise ScpError("%s: the allowed-codes key %r is not a tag" % (path, key))
+    """The :class:`Rule` of a Broom policy file: its first policy with an
+    ``allowed-codes`` filter, loaded and validated as ``custodian validate`` does."""
+    for policy in load_policies(path):
+        rule = rule_of(policy)
+        if rule:
+            return rule
+    raise ScpError("%s: no policy in it has an allowed-codes filter" % path)
+
+
+def rule_of(policy):
+    """The Rule of a loaded c7n policy, or None without an ``allowed-codes`` filter."""
+    from c7n_broom.filters import AllowedCodes
+    from c7n_broom.terminate import SafeTerminate
+
+    found = [f for f in policy.resource_manager.filters if isinstance(f, AllowedCodes)]
+    if not found:
+        return None
+    check = found[0]
+    if check.tag_key is None:
+        raise ScpError("policy %s: the allowed-codes key %r is not a tag" % (
+            policy.name, check.data.get("key")))
+    if "value_from" in check.data and code_lists.is_unset(check.data.get("codes-override")):
+        allowed = None  # read at run time: only --codes can say
+    else:
+        allowed = tuple(check.allowed_codes())
     exempt = []
-    for action in data.get("actions", ()):
-        if isinstance(action, dict) and action.get("type") == "safe-terminate":
-            for pattern in action.get("exempt-principals", ()):
-                exempt.append(pattern if pattern.startswith("arn:") else
-                              "arn:aws:iam::*:role/%s" % pattern)
-    return filters[0]["codes"], key.split(":", 1)[1], exempt
+    for action in policy.resource_manager.actions:
+        if isinstance(action, SafeTerminate):
+            exempt.extend(action.data.get("exempt-principals", ()))
+    for pattern in exempt:
+        if principals.unexpanded(pattern):
+            raise ScpError("policy %s: 'exempt-principals' pattern %r holds the variable %s, "
+                           "which an SCP cannot fill: write the value out" % (
+                               policy.name, pattern, principals.unexpanded(pattern)))
+    return Rule(allowed, check.tag_key, tuple(exempt), bool(check.data.get("ignore-case")))
+
+
+def load_policies(path):
+    """The policies of a file, loaded and validated by c7n (schema, then each element's
+    validate()), with variables left unexpanded. ScpError on any problem, in one line."""
+    from c7n.config import Config
+    from c7n.exceptions import PolicyValidationError
+    from c7n.policy import load
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ScpError("%s: not a readable policy file (%s)" % (path, one_line(e)))
+    if not isinstance(data, dict) or not isinstance(data.get("policies"), list):
+        raise ScpError("%s: no 'policies:' list at the top; a Custodian policy file "
+                       "starts with 'policies:'" % path)
+    # As `custodian validate` does: no credentials, no account lookup.
+    config = Config.empty(dryrun=True, account_id="na", region=LOAD_REGION)
+    try:
+        collection = load(config, str(path))
+    except (PolicyValidationError, OSError, ValueError) as e:
+        raise ScpError("%s: %s" % (path, one_line(e)))
+    return list(collection or ())
+
+
+def one_line(error):
+    return " ".join(str(error).split())

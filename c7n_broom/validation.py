@@ -11,6 +11,8 @@ a small checker for the JSON-schema keywords Broom's element schemas use: type, 
 minimum, maximum, items, required, properties, additionalProperties, oneOf,
 patternProperties and the one ``$ref`` they hold (``value_from``).
 """
+import re
+
 from c7n.exceptions import PolicyValidationError
 from c7n.filters import Filter
 from c7n.resolver import ValuesFrom
@@ -74,3 +76,43 @@ def check_schema(element):
         path, message = found[0]
         raise PolicyValidationError("%s: '%s': %s" % (
             where(element), ".".join(str(p) for p in path), message))
+
+
+TAG_EVENTS = ("CreateTags", "DeleteTags")
+
+
+def check_no_force_on_tag_events(element):
+    """Refuse ``force: true`` on an action of a policy run by tag-change events.
+
+    Whoever may change an instance's tags could then get Broom to terminate it with
+    its termination protection cleared: tag rights must not become terminate rights.
+    """
+    if element.data.get("force") is not True or not element.manager:
+        return
+    mode = element.manager.data.get("mode") or {}
+    names = [e.get("event") if isinstance(e, dict) else e for e in mode.get("events") or ()]
+    found = [name for name in TAG_EVENTS if name in names]
+    if found:
+        raise PolicyValidationError(
+            "%s: 'force': true is refused in a policy run by %s events: whoever may "
+            "change an instance's tags could get Broom to terminate it with its "
+            "termination protection cleared. Set 'force: false' (a protected instance "
+            "is then reported as not terminated)" % (where(element), "/".join(found)))
+
+
+#: A DynamoDB table name (Broom's ``state-table`` option).
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def check_state_table(element):
+    """Raise PolicyValidationError unless ``state-table`` is unset or a table name."""
+    from c7n_broom import codes
+
+    table = element.data.get("state-table")
+    problem = codes.var_error("state-table", table, codes.policy_vars(element))
+    if problem:
+        raise PolicyValidationError("%s: %s" % (where(element), problem))
+    if not codes.is_unset(table) and not TABLE_NAME.match(table):
+        raise PolicyValidationError(
+            "%s: 'state-table' must be a DynamoDB table name (3-255 letters, digits, "
+            "'_', '-', '.'), got %r" % (where(element), table))

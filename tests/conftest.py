@@ -222,14 +222,8 @@ def fake_clock(monkeypatch):
 
 def create_state_table(name="broom-state", region=REGION):
     """Broom's state table as the README tells IaC to create it (mock_aws)."""
-    client = boto3.client("dynamodb", region_name=region)
-    client.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
-    client.update_time_to_live(TableName=name, TimeToLiveSpecification={
-        "Enabled": True, "AttributeName": "expires"})
-    return name
+    from c7n_broom.localaws import create_state_table as create
+    return create(boto3.client("dynamodb", region_name=region), name)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """creator-report and the main policy, pushed a RunInstances event (mock_aws)."""
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
 
 from c7n_broom.actions import ReportDeliveryError
@@ -165,3 +164,52 @@ def test_a_reported_event_tag_set_in_advance_does_not_silence_the_report(inbox):
     assert states([instance]) == {instance: "running"}
     [message] = inbox.messages()
     assert "Broom would terminate EC2 instance %s" % instance in message["Message"]
+
+
+def test_repeated_delivery_reports_an_instance_left_running_once(inbox, state_table):
+    [instance] = launch()
+    event = run_instances_event([instance])
+    for _ in range(3):  # EventBridge delivers at least once
+        report_only_main_policy().push(event)
+    assert states([instance]) == {instance: "running"}
+    assert len(inbox.messages()) == 1
+    event["detail"]["eventID"] = "another-event-about-it"
+    report_only_main_policy().push(event)
+    assert len(inbox.messages()) == 1  # read messages are gone: one new report
+
+
+def test_a_report_that_could_not_be_published_is_sent_on_the_retry(aws, state_table):
+    """Claims are given back when SNS refuses: state never silences a report."""
+    [instance] = launch()
+    event = run_instances_event([instance])
+    missing = "arn:aws:sns:us-east-1:%s:does-not-exist" % ACCOUNT
+    with pytest.raises(ReportDeliveryError):
+        main_policy(variables={"broom_enforcement": "report-only",
+                               "broom_topic": missing}).push(event)
+    inbox = Inbox()
+    report_only_main_policy().push(event)
+    assert len(inbox.messages()) == 1
+
+
+def test_state_table_option_names_the_table(inbox):
+    from conftest import create_state_table
+    create_state_table("team-broom-state")
+    [instance] = launch()
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    [report] = [a for a in data["actions"] if a["type"] == "creator-report"]
+    report["state-table"] = "{broom_state_table}"
+    event = run_instances_event([instance])
+    for _ in range(2):
+        load_policy(data, variables={"broom_enforcement": "report-only",
+                                     "broom_state_table": "team-broom-state"}).push(event)
+    assert len(inbox.messages()) == 1
+    items = boto3.client("dynamodb", region_name=REGION).scan(
+        TableName="team-broom-state")["Items"]
+    assert [i["pk"]["S"] for i in items] == [
+        "report#broom-ec2-require-code-tag#%s#%s" % (event["detail"]["eventID"], instance)]
+
+
+def test_validation_rejects_a_state_table_that_is_not_a_table_name(aws):
+    with pytest.raises(PolicyValidationError, match="'state-table' must be a DynamoDB "
+                       "table name"):
+        report_only_policy(**{"state-table": "arn:aws:dynamodb:us-east-1:1:table/x"})

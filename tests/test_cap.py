@@ -195,3 +195,22 @@ def test_without_the_state_table_the_per_event_cap_still_holds(inbox, caplog):
     assert set(states(first).values()) == {"terminated"}
     assert set(states(too_many).values()) == {"running"}
     assert "broom-state" in caplog.text
+
+
+def test_tag_removals_by_one_principal_count_together_against_the_cap(inbox):
+    """Tag-change enforcement: deleting Code on 3 + 3 instances with a cap of 5 does not
+    get 6 terminated; the second batch is held (a missing Code after a tag change is
+    capped: tag rights must not become terminate rights)."""
+    from test_tag_changes import delete_tags
+
+    create_state_table()
+    first, second = launch(count=3, tags={"Code": "LOL"}), launch(count=3, tags={"Code": "LOL"})
+    policy = main_policy(name="ec2-tags-changed.yml",
+                         variables={"broom_tag_change_enforcement": "enforce"},
+                         **{"max-terminations": 5})
+
+    policy.push(delete_tags(first, {"Code": None}))
+    policy.push(delete_tags(second, {"Code": None}))
+
+    assert set(states(first).values()) == {"terminated"}
+    assert set(states(second).values()) == {"running"}

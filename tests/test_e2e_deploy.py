@@ -6,7 +6,7 @@ import json
 import pytest
 
 from c7n_broom.lambda_runner import archive_handler_check
-from c7n_broom.localaws import create_lambda_role
+from c7n_broom.localaws import create_lambda_role, create_state_table
 from c7n_broom.localdeploy import code_sha256, custodian_run, invoke_deployed, published
 from conftest import ACCOUNT, REGION
 from e2e_support import (
@@ -29,6 +29,8 @@ def first_deploy(local_aws, tmp_path_factory):
     """Stock `custodian run` of policies/ec2-tags.yml in two regions (its process)."""
     local_aws.reset()
     create_lambda_role(local_aws)
+    for region in REGIONS:
+        create_state_table(local_aws.client("dynamodb", region=region))
     with lambda_rejects_duplicate_statement_ids():
         yield custodian_run(
             POLICY_FILE, tmp_path_factory.mktemp("deploy"), REGIONS, local_aws.env())

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from c7n_broom.localaws import create_lambda_role
+from c7n_broom.localaws import create_lambda_role, create_state_table
 from c7n_broom.localdeploy import published
 from conftest import REGION
 from e2e_support import (
@@ -68,10 +68,14 @@ def c7n_org_run(aws, accounts, policy_file, workdir, *extra):
 
 @pytest.fixture(scope="module")
 def org(local_aws, tmp_path_factory):
-    """Three accounts, each with Broom's execution role (broom-lambda)."""
+    """Three accounts, each with Broom's execution role (broom-lambda) and its state
+    table in each of its regions."""
     local_aws.reset()
     for account in ACCOUNTS:
         create_lambda_role(local_aws, account=account["account_id"])
+        for region in account["regions"]:
+            create_state_table(local_aws.client(
+                "dynamodb", region=region, account=account["account_id"]))
     workdir = tmp_path_factory.mktemp("org")
     return {"aws": local_aws, "workdir": workdir,
             "accounts": accounts_file(workdir / "accounts.yml", ACCOUNTS)}

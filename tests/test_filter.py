@@ -38,6 +38,19 @@ def test_filter_matches_only_violators(aws, tags, ignore_case, reason):
         assert found[instance]["allowed"] == ["LOL", "GGG", "BRB", "YLO"]
 
 
+def test_ignore_case_does_not_let_lookalike_letters_through(aws):
+    """casefold() would match the Kelvin sign to K, "ß" to "SS" and "ﬀ" to "FF"."""
+    [plain] = launch(tags={"Code": "key"})
+    [kelvin] = launch(tags={"Code": "\u212aEY"})
+    [sharp] = launch(tags={"Code": "PAß"})
+    [ligature] = launch(tags={"Code": "ﬀ"})
+    found = matched(load_policy(pull_policy(codes=["KEY", "PASS", "FF"],
+                                            **{"ignore-case": True})))
+    assert {i: v["reason"] for i, v in found.items()} == {
+        kelvin: "invalid", sharp: "invalid", ligature: "invalid"}
+    assert plain not in found
+
+
 def test_filter_annotates_the_invalid_value_seen(aws):
     [instance] = launch(tags={"Code": "NOPE"})
     found = matched(load_policy(pull_policy()))

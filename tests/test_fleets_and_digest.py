@@ -6,6 +6,7 @@ from c7n_broom.actions import CreatorReport
 from conftest import launch, load_policy, policy_file, run_instances_event, states
 
 ROOT_VIA_ASG = "event-cloud-trail-run-instances.json"  # Root, invokedBy autoscaling
+BY_USER = "event-cloud-trail-run-instance-creator.json"  # an IAM user (c7nbot)
 
 
 def main_policy(terminate=None, report=None):
@@ -50,22 +51,69 @@ def test_report_names_the_group_to_fix(inbox, asg):
         message["Message"])
     assert "add a Code tag with PropagateAtLaunch to the group" in message["Message"]
     assert "root via autoscaling.amazonaws.com" in message["Message"]
-    assert marker() is not None
+    assert marker() is None  # Broom's state is in its own table, not on the group
 
 
-def test_relaunch_loop_sends_one_report_per_group_per_period(inbox, asg, monkeypatch):
+def test_relaunch_loop_sends_one_report_per_group_per_period(inbox, asg, state_table,
+                                                             monkeypatch):
     now = [1_800_000_000.0]
     monkeypatch.setattr(CreatorReport, "clock", staticmethod(lambda: now[0]))
     for minute in range(5):  # the group relaunches every minute
         now[0] += 60
         [instance] = asg()
-        main_policy().push(run_instances_event([instance], record=ROOT_VIA_ASG))
+        main_policy().push(relaunch_event(instance))
         assert states([instance]) == {instance: "terminated"}
     assert len(inbox.messages()) == 1
     now[0] += 3600
     [instance] = asg()
-    main_policy().push(run_instances_event([instance], record=ROOT_VIA_ASG))
+    main_policy().push(relaunch_event(instance))
     assert len(inbox.messages()) == 1
+
+
+def relaunch_event(instance, record=ROOT_VIA_ASG):
+    """Each relaunch is its own RunInstances call, with its own event id."""
+    event = run_instances_event([instance], record=record)
+    event["detail"]["eventID"] = "relaunch-%s" % instance
+    return event
+
+
+def test_a_running_fleet_instance_is_never_throttled(inbox, asg, state_table, monkeypatch):
+    """Throttling exists for relaunch loops: an instance left running (here: fleet
+    instances report-only) is reported whenever its fleet was reported before."""
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(CreatorReport, "clock", staticmethod(lambda: now[0]))
+    [terminated] = asg()
+    main_policy().push(relaunch_event(terminated))
+    running = []
+    for minute in range(3):
+        now[0] += 60
+        running += asg()
+        main_policy(terminate={"fleet-instances": "report-only"}).push(
+            relaunch_event(running[-1]))
+    assert states(running) == {i: "running" for i in running}
+    reported = [m["MessageAttributes"]["broom.instance_id"]["Value"]
+                for m in inbox.messages()]
+    assert reported == [terminated] + running
+
+
+def test_only_the_terminated_instances_of_a_group_are_throttled(
+        inbox, asg, state_table, protection):
+    """One protected instance of the group survives the relaunch: it is reported,
+    with its own outcome; the terminated one is part of the loop already reported."""
+    [first] = asg()
+    main_policy().push(relaunch_event(first))
+    assert len(inbox.messages()) == 1
+    protected, loose, other = asg(count=3)
+    protection.protected.add(protected)
+    protection.protected.add(other)
+    main_policy(terminate={"force": False}).push(
+        run_instances_event([loose, protected, other], record=ROOT_VIA_ASG))
+    assert states([protected, loose, other]) == {
+        protected: "running", loose: "terminated", other: "running"}
+    [message] = inbox.messages()
+    assert message["Subject"].startswith("Broom could NOT terminate %s" % protected)
+    assert "Also in group:  %s\n" % other in message["Message"]
+    assert loose not in message["Message"]
 
 
 def test_several_instances_of_a_group_in_one_event_make_one_report(inbox, asg):
@@ -108,7 +156,7 @@ def test_many_instances_in_one_event_arrive_as_one_digest(inbox):
 
 
 def test_a_500_instance_launch_is_held_by_the_cap_and_reported_within_sns_limits(inbox):
-    ids = launch(count=500)
+    ids = launch(count=500, tags={"Code": "NOPE"})  # a code not allowed: capped
     main_policy().push(run_instances_event(ids))
     assert set(states(ids).values()) == {"running"}
     [message] = inbox.messages()
@@ -117,3 +165,102 @@ def test_a_500_instance_launch_is_held_by_the_cap_and_reported_within_sns_limits
     assert "500 instances to terminate in one event exceed the cap of 20" in message[
         "Message"]
     assert sum(i in message["Message"] for i in ids) == 500
+
+
+# Broom's state is not in tags: what the policed principals can set never silences.
+
+FAR_FUTURE = "99999999999"
+
+
+def test_a_far_future_marker_tag_on_a_group_does_not_silence_its_reports(inbox, asg):
+    """The group's owner (or anyone allowed to tag it) sets broom:last-report."""
+    boto3.client("autoscaling", region_name="us-east-1").create_or_update_tags(Tags=[{
+        "ResourceId": "web", "ResourceType": "auto-scaling-group",
+        "Key": "broom:last-report", "Value": FAR_FUTURE, "PropagateAtLaunch": False}])
+    [instance] = asg()
+    main_policy().push(run_instances_event([instance], record=ROOT_VIA_ASG))
+    assert states([instance]) == {instance: "terminated"}
+    [message] = inbox.messages()
+    assert "Auto Scaling group web" in message["Message"]
+    assert marker() == FAR_FUTURE  # Broom neither reads nor writes it
+
+
+class SpotRequests:
+    """Spot requests in moto. moto leaves SpotInstanceRequestId out of
+    DescribeInstances: ``fill`` puts it in, as EC2 does."""
+
+    def __init__(self):
+        self.ec2 = boto3.client("ec2", region_name="us-east-1")
+        self.requests = {}  # instance id: request id
+
+    def request(self, kind="one-time", tags=None):
+        """Request one spot instance (``kind``: one-time or persistent), with
+        ``tags`` on the request; returns (request id, instance id)."""
+        [made] = self.ec2.request_spot_instances(
+            SpotPrice="0.05", InstanceCount=1, Type=kind,
+            LaunchSpecification={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
+            TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": [
+                {"Key": k, "Value": v} for k, v in (tags or {}).items()]}] if tags else [],
+        )["SpotInstanceRequests"]
+        request_id = made["SpotInstanceRequestId"]
+        [described] = self.ec2.describe_spot_instance_requests(
+            SpotInstanceRequestIds=[request_id])["SpotInstanceRequests"]
+        self.requests[described["InstanceId"]] = request_id
+        return request_id, described["InstanceId"]
+
+    def relaunch(self, request_id):
+        """What EC2 does for a persistent request whose instance was terminated."""
+        [instance] = launch(InstanceMarketOptions={"MarketType": "spot"})
+        self.requests[instance] = request_id
+        return instance
+
+    def fill(self, response):
+        for reservation in response.get("Reservations", []):
+            for instance in reservation["Instances"]:
+                if instance["InstanceId"] in self.requests:
+                    instance["SpotInstanceRequestId"] = self.requests[instance["InstanceId"]]
+
+
+@pytest.fixture
+def spot(aws, monkeypatch):
+    from botocore.client import BaseClient
+    spot = SpotRequests()
+    original = BaseClient._make_api_call
+
+    def make_api_call(client, operation, params):
+        response = original(client, operation, params)
+        if operation == "DescribeInstances":
+            spot.fill(response)
+        return response
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    return spot
+
+
+def test_a_one_time_spot_instance_is_a_plain_instance_whatever_its_request_says(
+        inbox, spot):
+    """Its launcher tags the request at launch: no fleet, no throttle, no exemption."""
+    _, instance = spot.request("one-time", tags={"broom:last-report": FAR_FUTURE})
+    main_policy(terminate={"fleet-instances": "report-only"}).push(
+        run_instances_event([instance]))
+    assert states([instance]) == {instance: "terminated"}
+    [message] = inbox.messages()
+    assert "Action taken:   terminated" in message["Message"]
+    assert "Managed by" not in message["Message"]
+
+
+def test_a_persistent_spot_request_is_a_fleet_named_from_ec2s_own_record(
+        inbox, spot, state_table, monkeypatch):
+    """Only a persistent request relaunches what is terminated: its loop is throttled."""
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(CreatorReport, "clock", staticmethod(lambda: now[0]))
+    request, instance = spot.request("persistent")
+    main_policy().push(relaunch_event(instance, record=BY_USER))
+    assert states([instance]) == {instance: "terminated"}
+    [message] = inbox.messages()
+    assert "Managed by:     spot request %s (relaunches" % request in message["Message"]
+    assert "cancel it, or request again with a Code tag" in message["Message"]
+    now[0] += 60
+    relaunched = spot.relaunch(request)
+    main_policy().push(relaunch_event(relaunched, record=BY_USER))
+    assert states([relaunched]) == {relaunched: "terminated"}
+    assert inbox.messages() == []

@@ -27,15 +27,18 @@ from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
+import boto3
 from c7n import handler as c7n_handler
 from c7n.config import Config
 from c7n.cwe import CloudWatchEvents
 from c7n.resources.aws import AWS
 from hypothesis import HealthCheck, event as note, example, given, settings, strategies as st
 
-from c7n_broom import codes, decisions, events, handler, identity, report
-from conftest import (ACCOUNT, REGION, Inbox, launch, load_policy, policy_file,
+from c7n_broom import codes, decisions, events, handler, identity, principals, report
+from c7n_broom.text import attribute
+from conftest import (ACCOUNT, REGION, Inbox, launch, load_policy, now_iso, policy_file,
                       run_instances_event, states)
+from test_text import assert_inert
 
 IDENTITIES = Path(__file__).parent / "data" / "identities"
 
@@ -164,7 +167,8 @@ def mutate(value, path, action, new):
     return value
 
 
-BASE_EVENT = run_instances_event(["@violator-0"])
+# "@now": the time the event is resolved, so that it matches the world's launches.
+BASE_EVENT = run_instances_event(["@violator-0"], event_time="@now")
 
 
 @st.composite
@@ -249,10 +253,12 @@ def test_text_of_an_integer_too_long_to_print_is_a_string(value):
 @fuzz_settings(500)
 @given(event=records)
 def test_creator_is_always_a_reportable_one_liner(event):
+    """The creator holds what the event recorded; the report renders it inert."""
     creator = identity.creator_from_record(event)
     assert creator.name and creator.identity_type
-    line = creator.describe()
-    assert type(line) is str and len(line.splitlines()) == 1
+    line = report.describe_creator(creator)
+    assert type(line) is str and line and one_line(line)
+    assert_inert(line)
 
 
 LIVE = list(decisions.LIVE_STATES)
@@ -301,7 +307,7 @@ def test_decide_terminates_only_live_unexempted_instances_within_the_cap(
         assert (r.get("State") or {}).get("Name") in decisions.LIVE_STATES
         assert policy.enforcement == decisions.ENFORCE
         assert account not in policy.exempt_accounts
-        assert decisions.exempt_principal(creator, policy.exempt_principals) is None
+        assert principals.exempting(creator, policy.exempt_principals) is None
         if decisions.fleet_of(r):
             assert policy.fleet_instances == decisions.ENFORCE
 
@@ -326,6 +332,12 @@ def one_line(text):
     return "\n" not in text and "\r" not in text
 
 
+def assert_true_values(attributes):
+    """Attributes carry true values: not escaped, only what SNS cannot carry removed."""
+    for value in (a["StringValue"] for a in attributes.values()):
+        assert value and attribute(value) == value
+
+
 @fuzz_settings(500)
 @given(finding=findings, outcome=outcomes, creator=creators,
        actor=st.sampled_from(["Launched by", "Tagged by", "Untagged by"]))
@@ -334,14 +346,15 @@ def test_report_is_well_formed_for_any_finding(finding, outcome, creator, actor)
     assert type(body) is str and body.endswith("\n")
     assert len(body.encode("utf-8")) < report.SNS_LIMIT
     assert sum(line.startswith("Action taken:") for line in body.splitlines()) == 1
+    assert_inert(body)
     subject = report.subject(finding, outcome)
     assert subject and len(subject) <= report.SUBJECT_LIMIT and subject.isascii()
     assert subject.isprintable()
+    assert_inert(subject)
     attributes = report.attributes(finding, outcome, creator)
     assert len(attributes) <= 10
-    for attribute in attributes.values():
-        assert attribute["DataType"] == "String"
-        assert attribute["StringValue"] and one_line(attribute["StringValue"])
+    assert all(a["DataType"] == "String" for a in attributes.values())
+    assert_true_values(attributes)
 
 
 @fuzz_settings(200)
@@ -352,8 +365,8 @@ def test_digest_fits_sns_for_any_findings(items, copies, creator):
     assert len(body.encode("utf-8")) <= report.DIGEST_BUDGET + 4096
     assert subject and len(subject) <= report.SUBJECT_LIMIT and subject.isascii()
     assert attributes["broom.count"]["StringValue"] == str(len(items) * copies)
-    for attribute in attributes.values():
-        assert attribute["StringValue"] and one_line(attribute["StringValue"])
+    assert_inert(subject + "\n" + body)
+    assert_true_values(attributes)
 
 
 # --- the Lambda handler's pre-check: what the fuzzer found ---------------------------
@@ -503,6 +516,8 @@ class World:
 
     def resolve(self, value):
         """The event with each token replaced by the instance it stands for now."""
+        if value == "@now":
+            return now_iso()
         if isinstance(value, str):
             return self.ids.get(value, value)
         if isinstance(value, list):
@@ -592,13 +607,24 @@ def expected_terminations(event, world):
             "RunInstances", "ec2.amazonaws.com") or detail.get("errorCode"):
         return set()
     creator = identity.creator_from_record(detail)
-    if decisions.exempt_principal(creator, ["broom-break-glass"]):
+    if principals.exempting(creator, ["broom-break-glass"]):
         return set()
     named = set(CloudWatchEvents.get_ids(event, MAIN_MODE)) & world.violators()
+    launched = launch_times(named)
+    named = {i for i in named if not events.launch_mismatch(detail, launched[i])}
     requested = events.request_tags(detail).get("Code")
     if codes.classify(requested, ALLOWED) is None:
         named.discard(world.ids["@violator-0"])  # the request tagged it: compliant
     return named
+
+
+def launch_times(instance_ids):
+    if not instance_ids:
+        return {}
+    ec2 = boto3.client("ec2", region_name=REGION)
+    return {i["InstanceId"]: i["LaunchTime"]
+            for r in ec2.describe_instances(InstanceIds=sorted(instance_ids))["Reservations"]
+            for i in r["Instances"]}
 
 
 MAIN_MODE = main_policy_data()["mode"]

@@ -3,20 +3,22 @@ import ast
 import dataclasses
 import json
 import sys
-import unicodedata
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from c7n_broom import identity
+from c7n_broom import identity, report
 from c7n_broom.identity import UNKNOWN, Creator, creator_from_record, resolve_creator
+from test_text import assert_inert
 
 DATA = Path(__file__).parent / "data"
 CLOUDTRAIL = DATA / "cloudtrail"
 IDENTITIES = DATA / "identities"
-UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+FINDING = report.Finding(instance_id="i-0123456789abcdef0", region="us-east-1",
+                         account_id="123456789012")
+TERMINATED = report.Outcome(report.TERMINATED)
 
 
 def load_record(name):
@@ -28,17 +30,20 @@ def load_identity(name):
 
 
 def assert_report_safe(creator):
-    """Every field is a plain str without unsafe characters; name is set; describe is one line."""
+    """Every field is a plain str (as recorded, so possibly hostile); name and type are set;
+    the report renders the creator inert: no control, format or bidi character, no markup,
+    no extra line, in its one-line description and in the body."""
     for field in dataclasses.fields(Creator):
-        value = getattr(creator, field.name)
-        assert type(value) is str
-        assert not any(unicodedata.category(char) in UNSAFE_CATEGORIES for char in value)
+        assert type(getattr(creator, field.name)) is str
     assert creator.name
     assert creator.identity_type
-    line = creator.describe()
-    assert type(line) is str
-    assert len(line.splitlines()) == 1
-    assert not any(unicodedata.category(char) in UNSAFE_CATEGORIES for char in line)
+    line = report.describe_creator(creator)
+    assert type(line) is str and line and "\n" not in line
+    assert_inert(line)
+    body = report.body(FINDING, TERMINATED, creator)
+    assert_inert(body)
+    plain = Creator(name="x", role="x" if creator.role else "", session="x")
+    assert len(body.splitlines()) == len(report.body(FINDING, TERMINATED, plain).splitlines())
 
 
 # Recorded CloudTrail records (Cloud Custodian test data, see data/cloudtrail/SOURCES.md)
@@ -323,7 +328,7 @@ def test_integer_too_long_for_str_is_dropped():
     assert creator.name == "x"
 
 
-def test_control_characters_in_a_session_name_are_escaped():
+def test_control_characters_in_a_session_name_are_kept_and_escaped_in_the_report():
     user_identity = {
         "type": "AssumedRole",
         "arn": ASSUMED_ARN.format("Developer", "mallory\nTERMINATED BY: root\r"),
@@ -331,14 +336,27 @@ def test_control_characters_in_a_session_name_are_escaped():
 
     creator = resolve_creator(user_identity)
 
-    assert creator.name == "mallory\\x0aTERMINATED BY: root"
+    assert creator.name == "mallory\nTERMINATED BY: root"  # as recorded (stripped)
+    lines = report.body(FINDING, TERMINATED, creator).splitlines()
+    assert "Launched by:    mallory\\x0aTERMINATED BY: root" in lines
+    assert not any(line.startswith("TERMINATED BY") for line in lines)
     assert_report_safe(creator)
 
 
-def test_bidirectional_override_is_escaped():
+def test_bidirectional_override_is_kept_and_escaped_in_the_report():
     creator = resolve_creator({"type": "IAMUser", "userName": "evil\u202etxt.exe"})
 
-    assert creator.name == "evil\\u202etxt.exe"
+    assert creator.name == "evil\u202etxt.exe"
+    assert report.describe_creator(creator) == "evil\\u202etxt.exe"
+
+
+def test_markup_in_a_session_name_is_kept_and_inert_in_the_report():
+    creator = resolve_creator({
+        "type": "AssumedRole", "arn": ASSUMED_ARN.format("Developer", "<!here>@everyone")})
+
+    assert creator.session == creator.name == "<!here>@everyone"
+    assert report.describe_creator(creator) == "&lt;\uff01here&gt;\uff20everyone"
+    assert_report_safe(creator)
 
 
 def test_very_long_values_are_clipped():
@@ -356,10 +374,11 @@ def test_long_but_valid_arn_is_kept_whole_for_exemption_matching():
     assert (creator.name, creator.arn) == ("judy", arn)
 
 
-def test_creator_built_directly_is_cleaned_too():
+def test_creator_built_directly_is_coerced_too_and_escaped_when_rendered():
     creator = Creator(name=" \n", identity_type=None, arn=123, note="line one\nline two")
 
-    assert creator == Creator(name="unknown", arn="123", note="line one\\x0aline two")
+    assert creator == Creator(name="unknown", arn="123", note="line one\nline two")
+    assert report.describe_creator(creator) == "unknown (line one\\x0aline two)"
 
 
 def test_module_imports_only_the_standard_library():

@@ -15,7 +15,7 @@ from c7n.resources import load_resources
 from c7n_broom.lambda_runner import (
     RUNTIME_PACKAGES, LambdaRunnerError, archive_handler_check, eventbridge_envelope,
     run_archive)
-from c7n_broom.localaws import DEFAULT_ACCOUNT, LocalAws
+from c7n_broom.localaws import DEFAULT_ACCOUNT
 
 CLOUDTRAIL = Path(__file__).parent / "data" / "cloudtrail"
 REGION = "us-east-1"

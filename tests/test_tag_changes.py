@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from c7n import handler as c7n_handler
+from c7n.exceptions import PolicyValidationError
 from c7n.mu import CloudWatchEventSource
 
 from c7n_broom import handler
@@ -282,6 +283,7 @@ def test_event_rule_listens_for_create_and_delete_tags_on_ec2():
     [data] = policy_file(POLICY)["policies"]
     pattern = json.loads(CloudWatchEventSource(data["mode"], None).render_event_pattern())
     assert pattern == {
+        "source": ["aws.ec2"],
         "detail-type": ["AWS API Call via CloudTrail"],
         "detail": {"eventSource": ["ec2.amazonaws.com"],
                    "eventName": ["CreateTags", "DeleteTags"]}}
@@ -300,8 +302,24 @@ def test_shares_the_main_policy_settings_except_enforcement_and_grace():
     main_actions = {a["type"]: a for a in main["actions"]}
     changed_actions = {a["type"]: a for a in changed["actions"]}
     assert changed_actions["creator-report"] == main_actions["creator-report"]
-    own = ("enforcement", "default-enforcement")
+    # force differs on purpose: tag rights must not clear termination protection.
+    assert main_actions["safe-terminate"]["force"] is True
+    assert changed_actions["safe-terminate"]["force"] is False
+    own = ("enforcement", "default-enforcement", "force")
     assert {k: v for k, v in changed_actions["safe-terminate"].items()
             if k not in own} == {k: v for k, v in main_actions["safe-terminate"].items()
                                  if k not in own}
 
+
+
+def test_tag_change_policy_refuses_force(aws):
+    """Tag rights must not become terminate rights on protected instances."""
+    [data] = policy_file(POLICY)["policies"]
+    [terminate] = [a for a in data["actions"] if a["type"] == "safe-terminate"]
+    terminate["force"] = True
+    with pytest.raises(PolicyValidationError) as error:
+        load_policy(data)
+    message = str(error.value)
+    assert message.startswith(
+        "policy:broom-ec2-code-tag-changed action:safe-terminate: 'force': true")
+    assert "CreateTags" in message and "termination protection" in message

@@ -54,7 +54,7 @@ def test_protected_spot_instance_is_reported_as_not_terminated(inbox, protection
 
 
 def test_more_violators_than_the_cap_terminates_none_and_says_why(inbox):
-    ids = launch(count=4)
+    ids = launch(count=4, tags={"Code": "NOPE"})
     main_policy(**{"max-terminations": 3}).push(run_instances_event(ids))
     assert set(states(ids).values()) == {"running"}
     found = reports(inbox)
@@ -62,6 +62,7 @@ def test_more_violators_than_the_cap_terminates_none_and_says_why(inbox):
     message = found[ids[0]]["Message"]
     assert "held back" in message
     assert "4 instances to terminate in one event exceed the cap of 3" in message
+    assert "not re-checked automatically (not running in Lambda)" in message
     assert found[ids[0]]["MessageAttributes"]["broom.outcome"]["Value"] == "held-by-cap"
 
 
@@ -165,8 +166,8 @@ def test_schema_rejects_bad_values(options):
     assert errors
 
 
-def test_repeated_delivery_in_report_only_mode_sends_no_second_report(inbox):
-    """Instances left running are marked with the event they were reported for."""
+def test_repeated_delivery_in_report_only_mode_sends_no_second_report(inbox, state_table):
+    """Broom's state table records the event instances left running were reported for."""
     [untagged] = launch()
     event = run_instances_event([untagged])
     policy = main_policy(variables={"broom_enforcement": "report-only"})
@@ -180,7 +181,7 @@ def test_repeated_delivery_in_report_only_mode_sends_no_second_report(inbox):
 
 
 def test_repeated_delivery_after_a_failed_termination_sends_no_second_report(
-        inbox, protection):
+        inbox, protection, state_table):
     [spot] = launch(InstanceMarketOptions={"MarketType": "spot"})
     protection.protected.add(spot)
     event = run_instances_event([spot])

@@ -104,7 +104,17 @@ TABLE = [
         "got 5"),
     row(FILTER, {"codes-override": "{broom_codes}"}, "'codes-override': the list of "
         "allowed codes is empty", variables={"broom_codes": " , "}),
-    # The string "no" is true: matching would ignore case.
+    # Braces left after expansion (issue 8): c7n does not expand a var's value, so they
+    # come from one (``broom_codes: "{LOL},{GGG}"``) or from a placeholder that is not
+    # a var name. Taken as "unset" or as literal codes before.
+    row(FILTER, {"codes-override": "{broom_codes}"}, "'codes-override' is '{LOL},{GGG}': "
+        "braces are allowed only as one whole \"{var_name}\" placeholder, and a var's "
+        "value must not contain any; use LOL,GGG", variables={"broom_codes": "{LOL},{GGG}"}),
+    row(FILTER, {"codes-override": "{broom_codes}"}, "'codes-override' is ['{LOL}', "
+        "'GGG']: braces", variables={"broom_codes": ["{LOL}", "GGG"]}),
+    row(FILTER, {"codes-override": "{broom-codes}"}, "'codes-override' is '{broom-codes}': "
+        "braces are allowed only as one whole"),
+    row(FILTER, {"codes": ["LOL", "{GGG}"]}, "'codes': code '{GGG}' contains braces"),
     row(FILTER, {"ignore-case": "no"}, "'ignore-case': 'no' is not of type 'boolean'",
         "'no' is not of type 'boolean'"),
     row(FILTER, {"grace-seconds": -1}, "'grace-seconds': -1 is less than the minimum of 0",
@@ -131,6 +141,12 @@ TABLE = [
     row(TERMINATE, {"enforcement": "{broom_enforcement}"}, "'enforcement' must be one of "
         "enforce, report-only (or an unset \"{variable}\"), got 'off'",
         variables={"broom_enforcement": "off"}),
+    row(TERMINATE, {"enforcement": "{broom_enforcement}"}, "'enforcement' is "
+        "'{report-only}': braces are allowed only as one whole \"{var_name}\" "
+        "placeholder, and a var's value must not contain any; use report-only",
+        variables={"broom_enforcement": "{report-only}"}),
+    row(TERMINATE, {"enforcement": "{broom enforcement}"}, "'enforcement' is "
+        "'{broom enforcement}': braces are allowed only as one whole"),
     # Anything but report-only enforces: a misspelt report-only must not pass.
     row(TERMINATE, {"default-enforcement": "report_only"}, "'default-enforcement': "
         "'report_only' is not one of ['enforce', 'report-only']",
@@ -163,9 +179,25 @@ TABLE = [
     # An account id left unquoted in YAML is a number.
     row(TERMINATE, {"exempt-accounts": [123456789012]}, "'exempt-accounts' takes 12-digit "
         "account ids in quotes, got 123456789012", "123456789012 is not of type 'string'"),
+    row(TERMINATE, {"exempt-accounts": ["{broom_exempt}"]}, "'exempt-accounts' holds "
+        "'{111111111111}': braces", variables={"broom_exempt": "{111111111111}"}),
+    row(TERMINATE, {"exempt-accounts": ["{broom-exempt}"]}, "'exempt-accounts' holds "
+        "'{broom-exempt}': braces"),
+    row(TERMINATE, {"cap-period": 10}, "'cap-period': 10 is less than the minimum of 60",
+        "10 is less than the minimum of 60"),
+    row(TERMINATE, {"cap-period": "1h"}, "'cap-period': '1h' is not of type 'integer'",
+        "'1h' is not of type 'integer'"),
+    row(TERMINATE, {"recheck-after": 0}, "'recheck-after': 0 is less than the minimum of 60",
+        "0 is less than the minimum of 60"),
+    row(TERMINATE, {"recheck-after": 30 * 24 * 3600}, "'recheck-after': 2592000 is greater "
+        "than the maximum of 604800", "2592000 is greater than the maximum of 604800"),
+    row(TERMINATE, {"state-table": "arn:aws:dynamodb:us-east-1:123456789012:table/broom"},
+        "'state-table' must be a DynamoDB table name (3-255 letters, digits, '_', '-', "
+        "'.'), got 'arn:aws:dynamodb:us-east-1:123456789012:table/broom'"),
     row(TERMINATE, {"max_terminations": 5}, "'max_terminations': unknown option "
-        "'max_terminations' (valid: default-enforcement, enforcement, exempt-accounts, "
-        "exempt-principals, fleet-instances, force, max-terminations)",
+        "'max_terminations' (valid: cap-period, default-enforcement, enforcement, "
+        "exempt-accounts, exempt-principals, fleet-instances, force, max-terminations, "
+        "recheck-after, state-table)",
         "Additional properties are not allowed ('max_terminations' was unexpected)"),
     # creator-report
     row(REPORT, {"topic": DROP}, "'topic' %s, got None" % ARN_LIKE,
@@ -177,6 +209,12 @@ TABLE = [
     row(REPORT, {"topic-override": "{broom_topic}"},
         "'topic-override' %s, got 'broom-reports'" % ARN_LIKE,
         variables={"broom_topic": "broom-reports"}),
+    # A var's value is used as it is: {region} in it would reach SNS as written.
+    row(REPORT, {"topic-override": "{broom_topic}"}, "'topic-override' is "
+        "'arn:aws:sns:{region}:{account_id}:team': braces are allowed only",
+        variables={"broom_topic": "arn:aws:sns:{region}:{account_id}:team"}),
+    row(REPORT, {"topic-override": "{broom_topic}}"}, "'topic-override' is "
+        "'{broom_topic}}': braces"),
     row(REPORT, {"topic-override": 5}, "'topic-override' %s, got 5" % ARN_LIKE,
         "5 is not of type 'string'"),
     # c7n-org keeps a var's type when the whole string is one placeholder.
@@ -191,8 +229,16 @@ TABLE = [
         "minimum of 0", "-1 is less than the minimum of 0"),
     row(REPORT, {"fleet-report-period": "1h"}, "'fleet-report-period': '1h' is not of "
         "type 'integer'", "'1h' is not of type 'integer'"),
+    row(REPORT, {"state-table": 5}, "'state-table': 5 is not of type 'string'",
+        "5 is not of type 'string'"),
+    row(REPORT, {"state-table": "arn:aws:dynamodb:us-east-1:123456789012:table/broom"},
+        "'state-table' must be a DynamoDB table name (3-255 letters, digits, '_', '-', "
+        "'.'), got 'arn:aws:dynamodb:us-east-1:123456789012:table/broom'"),
+    row(REPORT, {"state-table": "{broom_state_table}"}, "'state-table' is "
+        "'{broom-state}': braces are allowed only as one whole",
+        variables={"broom_state_table": "{broom-state}"}),
     row(REPORT, {"topic_override": "x"}, "'topic_override': unknown option "
-        "'topic_override' (valid: fleet-report-period, max-messages, topic, "
+        "'topic_override' (valid: fleet-report-period, max-messages, state-table, topic, "
         "topic-override)",
         "Additional properties are not allowed ('topic_override' was unexpected)"),
 ]
@@ -232,6 +278,51 @@ def test_every_option_of_every_element_is_in_the_table():
             for option in element.schema["properties"]:
                 if option != "type":
                     assert ("%s:%s" % (kind, name), option) in covered
+
+
+# --- vars whose values hold braces, as c7n-org runs them (issue 8) ------------------
+
+def run_in_account(data, account_vars, tmp_path):
+    """c7n-org run for one account and region: c7n_org.cli.run_account itself."""
+    from c7n_org.cli import run_account
+    account = {"name": "shared-dev", "account_id": "123456789012",
+               "regions": ["us-east-1"], "vars": account_vars}
+    return run_account(account, "us-east-1", {"policies": [data]}, str(tmp_path / "out"),
+                       0, str(tmp_path / "cache"), False, True, False)
+
+
+@pytest.mark.parametrize("account_vars, says", [
+    ({"broom_enforcement": "{report-only}"}, "%s: 'enforcement' is '{report-only}' (var "
+     "broom_enforcement): a var's value must not contain braces; set broom_enforcement: "
+     "report-only" % TERMINATE),
+    ({"broom_codes": "{LOL},{GGG}"}, "%s: 'codes-override' is '{LOL},{GGG}' (var "
+     "broom_codes): a var's value must not contain braces; set broom_codes: LOL,GGG"
+     % FILTER),
+    # The whole value looks like an unset placeholder: only the vars tell it apart.
+    ({"broom_codes": "{LOL}"}, "%s: 'codes-override' is '{LOL}' (var broom_codes)" % FILTER),
+    ({"broom_codes": ["{LOL}", "GGG"]}, "%s: 'codes-override' is ['{LOL}', 'GGG'] (var "
+     "broom_codes): a var's value must not contain braces; set broom_codes: [LOL, GGG]"
+     % FILTER),
+    ({"broom_topic": "arn:aws:sns:{region}:{account_id}:team"}, "%s: 'topic-override' is "
+     "'arn:aws:sns:{region}:{account_id}:team' (var broom_topic): a var's value must not "
+     "contain braces; write the topic ARN out in full" % REPORT),
+], ids=["enforcement", "codes", "codes-one-placeholder", "codes-list", "topic"])
+def test_c7n_org_refuses_a_var_whose_value_holds_braces_and_names_it(
+        aws, tmp_path, account_vars, says):
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    with pytest.raises(PolicyValidationError) as error:
+        run_in_account(data, account_vars, tmp_path)
+    assert str(error.value).startswith("policy:%s %s" % (POLICY, says))
+
+
+def test_unset_vars_still_mean_the_policy_defaults():
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    policy = load_policy(data)
+    [codes_filter] = policy.resource_manager.filters
+    terminate, report = policy.resource_manager.actions
+    assert codes_filter.allowed_codes() == ["LOL", "GGG", "BRB", "YLO"]
+    assert terminate.settings().enforcement == "enforce"
+    assert report.topic == "arn:aws:sns:us-east-1:123456789012:broom-reports"
 
 
 # --- Lambda-mode packaging: every element, in every Lambda mode ----------------------

@@ -1,0 +1,273 @@
+"""Broom's own state, in a DynamoDB table only Broom's role writes.
+
+Repeat suppression and report throttling used to read marker tags on instances and
+groups, which whoever Broom polices can set: a pre-set tag silenced a report. Here they
+live in one table (default ``broom-state``, in the account and region Broom acts in):
+
+=============  ==============================================  =======================
+item ``pk``    what it records                                 written with
+=============  ==============================================  =======================
+``report#``    event E was reported for instance I (policy P)  PutItem, absent or
+                                                               lapsed claim only
+``fleet#``     fleet F was reported at T                       PutItem, absent or
+                                                               older than the period
+``count#``     terminations by principal X in a time window    UpdateItem ADD
+=============  ==============================================  =======================
+
+Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB
+deletes lapsed items within days, so reads and conditions also ignore them.
+
+State may only suppress a duplicate. When the table is missing or Broom's role may not
+use it, every call answers "not seen before" (reports are sent, fleets not throttled)
+and the counter answers ``None`` (unknown), after one warning naming the table and the
+permission to add.
+"""
+import logging
+import time
+
+from botocore.exceptions import ClientError
+from c7n.utils import get_retry, local_session
+
+log = logging.getLogger("custodian.broom.state")
+
+DEFAULT_TABLE = "broom-state"
+KEY = "pk"
+TTL_ATTRIBUTE = "expires"
+CLAIM_TTL = 2 * 24 * 3600  # EventBridge retries for 24 h, Lambda async for 6 h
+CLAIM_LEASE = 60  # an unconfirmed claim (the invocation died) lapses after this
+PENDING, REPORTED = "pending", "reported"
+
+CHECK_FAILED = "ConditionalCheckFailedException"
+MISSING = ("ResourceNotFoundException",)
+DENIED = ("AccessDeniedException",)
+BUSY = ("ProvisionedThroughputExceededException", "ThrottlingException",
+        "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
+UNAVAILABLE = MISSING + DENIED + BUSY
+
+#: What each use of the table needs in the role (scope them to the table's ARN).
+REPORT_PERMISSIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+COUNTER_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+
+
+class StateTable:
+    """Broom's state table, seen from one policy run.
+
+    ``clock`` returns epoch seconds (tests pass their own). Once a call found the
+    table unavailable, later calls do not try again in this run.
+    """
+
+    # botocore already retries throttling a few times; this adds a short back-off,
+    # not minutes: state must not hold up the reports.
+    retry = staticmethod(get_retry(BUSY, max_attempts=3))
+
+    def __init__(self, session_factory, region, name=DEFAULT_TABLE, account_id="",
+                 clock=time.time):
+        self.session_factory = session_factory
+        self.region = region
+        self.name = name
+        self.account_id = account_id
+        self.clock = clock
+        self.unavailable = None  # the error code that made it so
+        self._client = None
+
+    @property
+    def arn(self):
+        return "arn:aws:dynamodb:%s:%s:table/%s" % (
+            self.region, self.account_id or "ACCOUNT", self.name)
+
+    def client(self):
+        if self._client is None:
+            self._client = local_session(self.session_factory).client(
+                "dynamodb", region_name=self.region)
+        return self._client
+
+    def call(self, operation, **params):
+        """The DynamoDB call's response, or None once the table is unavailable;
+        raises ClientError ConditionalCheckFailedException for the caller.
+
+        Any other error makes the table unavailable for the rest of the run: raising
+        here would fail the invocation after the terminations, and its retry skips
+        terminated instances, so their reports would be lost. An error code Broom
+        does not expect is logged as an error, with the whole message.
+        """
+        if self.unavailable:
+            return None
+        method = getattr(self.client(), _snake(operation))
+        try:
+            return self.retry(method, TableName=self.name, **params)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code == CHECK_FAILED:
+                raise
+            self.unavailable = code
+            if code not in UNAVAILABLE:
+                log.error("Broom's state table %s in %s: unexpected error on %s, used "
+                          "as if the table were missing: %s", self.name, self.region,
+                          operation, e)
+                return None
+            if code in MISSING:
+                fix = "create it (README: \"Broom's state table\")"
+            elif code in DENIED:
+                fix = "allow dynamodb:%s on %s to Broom's role" % (operation, self.arn)
+            else:
+                fix = "it is throttled: check its capacity (on-demand is recommended)"
+            log.warning(
+                "Broom's state table %s in %s cannot be used (%s on %s): %s. Until "
+                "then reports are sent without repeat suppression or fleet throttling "
+                "and the termination count is unknown.",
+                self.name, self.region, code, operation, fix)
+            return None
+
+    # -- event E reported for instance I ---------------------------------------------
+
+    def claim_report(self, policy, event_id, instance_id):
+        """True if this run should report ``instance_id`` for ``event_id``: nobody
+        reported it, or the claim of a run that died before publishing lapsed (then
+        ``settle`` or ``release`` it). False only for a recorded report."""
+        now = self.clock()
+        try:
+            self.call(
+                "PutItem",
+                Item={KEY: _s(_key("report", policy, event_id, instance_id)),
+                      "status": _s(PENDING), "lease": _n(now + CLAIM_LEASE),
+                      TTL_ATTRIBUTE: _n(now + CLAIM_TTL)},
+                ConditionExpression=(
+                    "attribute_not_exists(#pk) OR #expires < :now "
+                    "OR (#status = :pending AND #lease < :now)"),
+                ExpressionAttributeNames={"#pk": KEY, "#expires": TTL_ATTRIBUTE,
+                                          "#status": "status", "#lease": "lease"},
+                ExpressionAttributeValues={":now": _n(now), ":pending": _s(PENDING)})
+        except ClientError as e:
+            if e.response["Error"]["Code"] != CHECK_FAILED:
+                raise
+            return False
+        return True
+
+    def settle_reports(self, policy, event_id, instance_ids):
+        """Record claimed reports as published."""
+        for instance_id in instance_ids:
+            self.call("UpdateItem",
+                      Key={KEY: _s(_key("report", policy, event_id, instance_id))},
+                      UpdateExpression="SET #status = :reported",
+                      ExpressionAttributeNames={"#status": "status"},
+                      ExpressionAttributeValues={":reported": _s(REPORTED)})
+
+    def release_reports(self, policy, event_id, instance_ids):
+        """Drop claims whose report could not be published: a retry reports them."""
+        for instance_id in instance_ids:
+            self.call("DeleteItem",
+                      Key={KEY: _s(_key("report", policy, event_id, instance_id))})
+
+    # -- fleet F reported at T -------------------------------------------------------
+
+    def claim_fleet(self, policy, fleet, period):
+        """(True, T) if fleet ``(kind, id)`` was not reported in the last ``period``
+        seconds: it is recorded as reported at T. (False, None) if it was."""
+        now = self.clock()
+        try:
+            self.call(
+                "PutItem",
+                Item={KEY: _s(self.fleet_key(policy, fleet)), "reported": _n(now),
+                      TTL_ATTRIBUTE: _n(now + period)},
+                ConditionExpression="attribute_not_exists(#pk) OR #reported <= :cutoff",
+                ExpressionAttributeNames={"#pk": KEY, "#reported": "reported"},
+                ExpressionAttributeValues={":cutoff": _n(now - period)})
+        except ClientError as e:
+            if e.response["Error"]["Code"] != CHECK_FAILED:
+                raise
+            return False, None
+        return True, now
+
+    def release_fleet(self, policy, fleet, when):
+        """Undo ``claim_fleet`` at ``when`` (its report was not published)."""
+        try:
+            self.call("DeleteItem", Key={KEY: _s(self.fleet_key(policy, fleet))},
+                      ConditionExpression="#reported = :when",
+                      ExpressionAttributeNames={"#reported": "reported"},
+                      ExpressionAttributeValues={":when": _n(when)})
+        except ClientError as e:
+            if e.response["Error"]["Code"] != CHECK_FAILED:  # another run reported it
+                raise
+
+    def fleet_key(self, policy, fleet):
+        return _key("fleet", policy, self.account_id, self.region, *fleet)
+
+    # -- terminations by a principal in a window ------------------------------------
+
+    def add_terminations(self, policy, principal, window_seconds, n):
+        """Count ``n`` more terminations for ``principal``; return the total over the
+        current and the previous window (between one and two windows: it never counts
+        less than the last ``window_seconds`` held), or None when unknown.
+
+        The addition is atomic (UpdateItem ADD): concurrent invocations each see a
+        distinct total. Count before terminating; what was counted and then held
+        back stays counted, so a cap only gets stricter.
+        """
+        now = self.clock()
+        current, previous = self._windows(policy, principal, window_seconds, now)
+        response = self.call(
+            "UpdateItem", Key={KEY: _s(current[0])},
+            UpdateExpression="ADD #count :n SET #expires = if_not_exists(#expires, :expires)",
+            ExpressionAttributeNames={"#count": "count", "#expires": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":n": _n(n), ":expires": _n(current[1])},
+            ReturnValues="UPDATED_NEW")
+        if response is None:
+            return None
+        before = self._count(previous[0], now)
+        if before is None:
+            return None
+        return int(response["Attributes"]["count"]["N"]) + before
+
+    def terminations(self, policy, principal, window_seconds):
+        """The same total as ``add_terminations`` returns, adding nothing; None when
+        unknown."""
+        now = self.clock()
+        total = 0
+        for key, _ in self._windows(policy, principal, window_seconds, now):
+            count = self._count(key, now)
+            if count is None:
+                return None
+            total += count
+        return total
+
+    def _windows(self, policy, principal, window_seconds, now):
+        """(key, expires) of the current and the previous window."""
+        index = int(now // window_seconds)
+        return [(_key("count", policy, principal, window_seconds, i),
+                 (i + 2) * window_seconds) for i in (index, index - 1)]
+
+    def _count(self, key, now):
+        response = self.call("GetItem", Key={KEY: _s(key)}, ConsistentRead=True)
+        if response is None:
+            return None
+        item = response.get("Item")
+        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", 0)) <= now:
+            return 0
+        return int(item["count"]["N"])
+
+
+def _key(kind, *parts):
+    return "#".join((kind,) + tuple(str(p) for p in parts))
+
+
+def _s(value):
+    return {"S": value}
+
+
+def _n(value):
+    return {"N": "%d" % value}
+
+
+def _snake(operation):
+    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
+
+
+def for_element(element, clock=time.time):
+    """The state table an action's ``state-table`` option names, where it acts."""
+    from c7n_broom import codes
+
+    name = element.data.get("state-table")
+    manager = element.manager
+    return StateTable(manager.session_factory, manager.config.region,
+                      DEFAULT_TABLE if codes.is_unset(name) else name,
+                      manager.config.account_id or "", clock=clock)
