@@ -8,7 +8,7 @@ import pytest
 from c7n_broom.lambda_runner import archive_handler_check
 from c7n_broom.localaws import create_lambda_role, create_state_table
 from c7n_broom.localdeploy import code_sha256, custodian_run, invoke_deployed, published
-from conftest import ACCOUNT, REGION
+from conftest import ACCOUNT, IMAGE, REGION
 from e2e_support import (
     OTHER_REGION, POLICIES, server_inbox, archive_config, by_instance, deployment_snapshot,
     expected_pattern, function_name, lambda_rejects_duplicate_statement_ids, launch,
@@ -283,3 +283,40 @@ def test_published_archive_logs_one_line_per_event_not_its_credentials(deployed)
     for secret in (record["userIdentity"]["accessKeyId"], record["sourceIPAddress"],
                    record["userAgent"]):
         assert secret not in result.logs
+
+
+# 4. The cap holds, and what it holds is checked again ------------------------------
+
+def test_held_instances_are_rechecked_by_the_schedule_the_archive_creates(deployed):
+    inbox = server_inbox(deployed)
+    ec2 = deployed.client("ec2")
+    ids = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=IMAGE, MinCount=21, MaxCount=21, InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": "Code", "Value": "NOPE"}]}])["Instances"]]
+
+    held = invoke_deployed(deployed, FUNCTION, run_instances_record(ids), REGION)
+
+    assert held.ok, held.logs[-4000:]
+    assert set(states(ec2, ids).values()) == {"running"}
+    [digest] = inbox.messages()
+    assert digest["MessageAttributes"]["broom.outcome"]["Value"] == "held-by-cap"
+    scheduler = deployed.client("scheduler")
+    [listed] = scheduler.list_schedules()["Schedules"]
+    schedule = scheduler.get_schedule(Name=listed["Name"])
+    assert schedule["Target"]["Arn"] == "arn:aws:lambda:%s:%s:function:%s" % (
+        REGION, ACCOUNT, FUNCTION)
+    assert "Broom checks them again at" in digest["Message"]
+
+    # An hour later EventBridge Scheduler invokes the function with the schedule's input;
+    # meanwhile the owner fixed one instance.
+    ec2.create_tags(Resources=[ids[0]], Tags=[{"Key": "Code", "Value": "LOL"}])
+    delivered = json.loads(schedule["Target"]["Input"])
+    envelope = {k: v for k, v in delivered.items() if k != "detail"}
+    rechecked = invoke_deployed(deployed, FUNCTION, delivered["detail"], REGION,
+                                envelope=envelope)
+
+    assert rechecked.ok, rechecked.logs[-4000:]
+    assert states(ec2, ids) == dict({i: "terminated" for i in ids[1:]}, **{ids[0]: "running"})
+    outcomes = [m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.messages()]
+    assert outcomes == ["terminated"] * 20
