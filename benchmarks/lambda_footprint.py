@@ -35,7 +35,7 @@ def policy_file(workdir, uncapped):
 
 
 def record(instance_ids):
-    from c7n_broom.demo import DEMO_USER, run_instances_record
+    from broom.demo import DEMO_USER, run_instances_record
     instances = [{"InstanceId": i, "ImageId": IMAGE, "InstanceType": "t3.micro"}
                  for i in instance_ids]
     return run_instances_record(instances, None, copy.deepcopy(DEMO_USER), "us-east-1",
@@ -43,8 +43,8 @@ def record(instance_ids):
 
 
 def main():
-    from c7n_broom.localaws import LocalAws, create_lambda_role
-    from c7n_broom.localdeploy import custodian_run, invoke_deployed
+    from broom.local.aws import LocalAws, create_lambda_role
+    from broom.local.deploy import custodian_run, invoke_deployed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="3,100,500")

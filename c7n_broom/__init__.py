@@ -5,6 +5,6 @@ Importing this package registers the ``allowed-codes`` filter and the
 """
 from c7n_broom.entry import initialize_broom
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 initialize_broom()

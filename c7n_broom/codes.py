@@ -27,13 +27,6 @@ class Violation:
     reason: str
     value: str | None
 
-    def describe(self, key="Code"):
-        if self.reason == MISSING:
-            return "no %s tag" % key
-        if self.reason == EMPTY:
-            return "%s tag is empty" % key
-        return "%s tag value %r is not an allowed code" % (key, self.value)
-
     def as_dict(self):
         return {"reason": self.reason, "value": self.value}
 
@@ -157,7 +150,7 @@ def same_ignoring_case(value, code):
     fullwidth or other lookalike letters never match an ASCII code.
     """
     return len(value) == len(code) and all(
-        _same_letter(v, c) for v, c in zip(value, code))
+        _same_letter(v, c) for v, c in zip(value, code, strict=True))
 
 
 def _same_letter(a, b):

@@ -4,25 +4,24 @@
 safety settings into one Decision per instance: terminate it, or leave it and say why
 (report-only mode, an exemption, a fleet left to its owner, the per-invocation cap,
 already gone). Broom terminates machines: every branch here that is not "terminate"
-is a reason a person reads in the report.
+is a reason a person reads in the report. ``plan`` feeds ``decide`` from an event, and
+is given the two calls it needs (count terminations, schedule a re-check) as functions.
 """
+import dataclasses
+import logging
 from dataclasses import dataclass
 
-from c7n_broom import codes, principals, report
+from c7n_broom import codes, events, principals, report
+from c7n_broom.fleets import fleet_of
+from c7n_broom.identity import UNKNOWN, creator_from_record
+from c7n_broom.instances import LIVE_STATES, state
+
+log = logging.getLogger("custodian.broom.decisions")
 
 ENFORCE = "enforce"
 REPORT_ONLY = "report-only"
 ENFORCEMENT_MODES = (ENFORCE, REPORT_ONLY)
 DEFAULT_CAP = 20
-LIVE_STATES = ("pending", "running", "stopping", "stopped")
-
-# Tags AWS puts on the instances a fleet launches. Users cannot set ``aws:`` tags, so
-# these are the only tags Broom trusts to say an instance belongs to a fleet.
-FLEET_TAGS = (
-    ("aws:autoscaling:groupName", "Auto Scaling group"),
-    ("aws:ec2spot:fleet-request-id", "Spot Fleet request"),
-    ("aws:ec2:fleet-id", "EC2 Fleet"),
-)
 
 
 @dataclass(frozen=True)
@@ -42,27 +41,6 @@ class Decision:
     outcome: report.Outcome | None = None  # set when the instance is left alone
 
 
-def fleet_of(resource, persistent_spot_requests=frozenset()):
-    """(kind, id) of the Auto Scaling group, Spot Fleet or EC2 Fleet an instance
-    belongs to, from the ``aws:`` tags AWS puts on its instances; or of its spot
-    request if that request is in ``persistent_spot_requests`` (ids EC2 describes as
-    persistent: ``fleets.persistent_spot_requests``); None otherwise.
-
-    A one-time spot instance is a plain instance: it is not relaunched, and nothing
-    its launcher can set (tags, on the instance or the request) makes it a fleet.
-    """
-    tags = {t.get("Key"): t.get("Value") for t in resource.get("Tags") or ()
-            if isinstance(t, dict)}
-    for key, kind in FLEET_TAGS:
-        if tags.get(key):
-            return kind, tags[key]
-    request = resource.get("SpotInstanceRequestId")
-    if request and resource.get("InstanceLifecycle") == "spot" and (
-            request in persistent_spot_requests):
-        return "spot request", request  # fleets.SPOT_REQUEST
-    return None
-
-
 def decide(resources, creator, account_id, settings, anomalies=None, uncapped=()):
     """One Decision per instance id. Pure: no AWS calls.
 
@@ -79,10 +57,9 @@ def decide(resources, creator, account_id, settings, anomalies=None, uncapped=()
     principal = principals.exempting(creator, settings.exempt_principals)
     for r in resources:
         instance_id = r["InstanceId"]
-        state = (r.get("State") or {}).get("Name")
         fleet = fleet_of(r)
-        if state not in LIVE_STATES:
-            leave = report.Outcome(report.GONE, "EC2 shows it %s" % state)
+        if state(r) not in LIVE_STATES:
+            leave = report.Outcome(report.GONE, "EC2 shows it %s" % state(r))
         elif instance_id in anomalies:
             leave = report.Outcome(report.ANOMALY, anomalies[instance_id])
         elif account_id in settings.exempt_accounts:
@@ -90,10 +67,10 @@ def decide(resources, creator, account_id, settings, anomalies=None, uncapped=()
         elif principal:
             leave = report.Outcome(report.EXEMPT, "launched by an exempt principal (%s)" %
                                    principal)
-        elif settings.enforcement != ENFORCE:  # fail safe: only "enforce" terminates
-            leave = report.Outcome(report.REPORT_ONLY, "report-only mode")
+        elif settings.enforcement != ENFORCE:  # fail safe: only ENFORCE terminates
+            leave = report.Outcome(report.WOULD_TERMINATE, "%s mode" % REPORT_ONLY)
         elif fleet and settings.fleet_instances == REPORT_ONLY:
-            leave = report.Outcome(report.REPORT_ONLY,
+            leave = report.Outcome(report.WOULD_TERMINATE,
                                    "fleet instances are only reported (%s %s)" % fleet)
         else:
             candidates.append(instance_id)
@@ -114,7 +91,7 @@ def cap_free(resource, event_name):
     """True when the cap does not apply to a violator: a launch without a Code, or with
     an empty one, is the launcher's own doing; a bad code list cannot cause it. Codes
     that are set but not allowed, and every violation a tag change causes, are capped."""
-    reason = (resource.get(codes.ANNOTATION) or {}).get("reason")
+    reason = events.get_path(resource, codes.ANNOTATION, "reason")
     return event_name == "RunInstances" and reason in (codes.MISSING, codes.EMPTY)
 
 
@@ -126,3 +103,48 @@ def held_because(count, prior, cap):
         why = ("with %d already terminated for the same principal in this period, %d more "
                "would exceed the cap of %d" % (prior, count, cap))
     return "%s: Broom terminated none of them yet (a bad code list looks like this)" % why
+
+
+def principal_key(creator):
+    """Who the per-principal cap counts: the IAM principal, not the session name."""
+    return creator.principal_arn or creator.arn or creator.name
+
+
+def plan(resources, event, account_id, settings, rechecked, count, recheck):
+    """``decide`` for the instances of an event, with what it needs from the event:
+    the launch-time check, who launched them, and the principal's terminations in the
+    period. ``rechecked`` are the ids a re-check event names (not capped again).
+
+    ``count(principal, n)`` adds ``n`` terminations to ``principal_key(creator)``'s
+    count and returns the total in the period (None when unknown): concurrent
+    invocations each see their own total. ``recheck(instance_ids)`` schedules the
+    re-check of what the cap holds and returns what the report says about it.
+    """
+    record = events.cloudtrail_record(event)
+    creator = creator_from_record(record) if record else UNKNOWN
+    anomalies = {}
+    for r in resources if record else ():
+        reason = events.launch_mismatch(record, r.get("LaunchTime"))
+        if reason:
+            log.warning("instance %s: not terminated, %s (%s)", r["InstanceId"], reason,
+                        events.summary(event))
+            anomalies[r["InstanceId"]] = reason
+    event_name = events.field(record, "eventName")
+    uncapped = {r["InstanceId"] for r in resources
+                if cap_free(r, event_name) or r["InstanceId"] in rechecked}
+    found = decide(resources, creator, account_id, settings, anomalies, uncapped)
+    capped = [i for i, d in found.items() if i not in uncapped and (
+        d.terminate or d.outcome.status == report.HELD)]
+    if capped:  # count them first: concurrent invocations each see their own total
+        total = count(principal_key(creator), len(capped))
+        prior = None if total is None else total - len(capped)
+        found = decide(resources, creator, account_id,
+                       dataclasses.replace(settings, prior_terminations=prior),
+                       anomalies, uncapped)
+    holding = [i for i, d in found.items() if d.outcome and d.outcome.status == report.HELD]
+    if holding:
+        note = recheck(holding)
+        for instance_id in holding:
+            found[instance_id] = Decision(False, report.Outcome(
+                report.HELD, "%s. %s" % (found[instance_id].outcome.detail, note)))
+    return found

@@ -5,8 +5,8 @@ command through the autoloader. Calling it again is harmless.
 """
 from c7n.resources.ec2 import EC2
 
-from c7n_broom.actions import CreatorReport
 from c7n_broom import source
+from c7n_broom.actions import CreatorReport
 from c7n_broom.filters import AllowedCodes
 from c7n_broom.terminate import SafeTerminate
 

@@ -1,13 +1,19 @@
-"""Pure helpers that read CloudTrail records. Every function accepts any value and never raises."""
+"""Pure helpers that read CloudTrail records and build the EventBridge events that carry
+them. Every function accepts any value and never raises."""
 import re
 from datetime import datetime, timezone
 
+from c7n_broom.text import as_text
+
 #: EC2 instance ids: "i-" and 8 (before 2016) or 17 hexadecimal digits.
 INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+#: The EventBridge ``detail-type`` of CloudTrail API calls; nothing else carries a record.
+API_CALL = "AWS API Call via CloudTrail"
 _MISSING = object()
 
 
-def _get(value, *path):
+def get_path(value, *path):
+    """``value[k1][k2]...``, or None as soon as a level is missing or not a dict."""
     for key in path:
         if not isinstance(value, dict):
             return None
@@ -16,7 +22,7 @@ def _get(value, *path):
 
 
 def _items(value, *path):
-    items = _get(value, *path)
+    items = get_path(value, *path)
     if not isinstance(items, list):
         return []
     return [item for item in items if isinstance(item, dict)]
@@ -67,19 +73,35 @@ def launched_instances(record):
     return ids
 
 
-def text(value, default=""):
+def text(value):
     """A record field as a string ("" for missing or structured values)."""
-    if value is None or isinstance(value, (dict, list)):
-        return default
-    try:
-        return str(value)
-    except ValueError:  # an int too long for str() (sys.int_info.str_digits_check_threshold)
-        return default
+    return "" if isinstance(value, (dict, list)) else as_text(value)
 
 
 def field(record, *path):
     """A nested record field as a string; "" when missing."""
-    return text(_get(record, *path))
+    return text(get_path(record, *path))
+
+
+def envelope(record, account=None, region=None, event_id=None):
+    """The EventBridge "AWS API Call via CloudTrail" event that delivers ``record``.
+
+    ``account``, ``region`` and ``event_id`` default to the record's
+    ``recipientAccountId``, ``awsRegion`` and ``eventID``; ``source`` and ``time``
+    come from its ``eventSource`` and ``eventTime`` (Broom's records are EC2's).
+    """
+    service = field(record, "eventSource").split(".", 1)[0] or "ec2"
+    return {
+        "version": "0",
+        "id": event_id or field(record, "eventID"),
+        "detail-type": API_CALL,
+        "source": "aws." + service,
+        "account": account or field(record, "recipientAccountId"),
+        "time": field(record, "eventTime"),
+        "region": region or field(record, "awsRegion"),
+        "resources": [],
+        "detail": record,
+    }
 
 
 def skip_reason(event):
@@ -166,8 +188,6 @@ def unusable_ids(ids):
     return None
 
 
-#: The EventBridge ``detail-type`` of CloudTrail API calls; nothing else carries a record.
-API_CALL = "AWS API Call via CloudTrail"
 #: How far an instance's LaunchTime may be from its RunInstances record's eventTime.
 #: Both are stamped by AWS within a second of each other; the margin only absorbs
 #: clock skew. Delivery delays and Lambda retries change neither of them.
@@ -272,8 +292,8 @@ def summary(event):
         item["resourceId"] for item in _items(record, "requestParameters", "resourcesSet",
                                                "items")
         if isinstance(item.get("resourceId"), str)]
-    envelope = event if isinstance(event, dict) else {}
+    outer = event if isinstance(event, dict) else {}
     return "event %s %s account %s region %s instances %s" % (
         _show(record.get("eventID")), _show(record.get("eventName")),
-        _show(envelope.get("account")), _show(envelope.get("region")),
+        _show(outer.get("account")), _show(outer.get("region")),
         _show(",".join(ids) or "-", 400))

@@ -18,11 +18,11 @@ import logging
 import os
 import tempfile
 
-import c7n_broom  # noqa: F401  (registers the filter and actions)
 from c7n import handler as c7n_handler
 from c7n.cwe import CloudWatchEvents
 from c7n.utils import get_retry
 
+import c7n_broom  # noqa: F401  (registers the filter and actions)
 from c7n_broom import events, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")

@@ -1,16 +1,20 @@
 """Who launched it: turn a CloudTrail ``userIdentity`` into a creator for a human report.
 
-Pure functions on plain data (no AWS calls, no c7n imports). CloudTrail documents the
-shapes in "CloudTrail userIdentity element"; the original Broom crashed on every shape
-without a ``userName``. Here every input, however malformed, gives a :class:`Creator`
-whose fields are strings holding what AWS recorded (stripped, length-capped), so that
-exemptions match the true values. They are untrusted (session names and user names are
-chosen by whoever made the call): a report escapes them when it is rendered, through
-``c7n_broom.text.readable``; never put a Creator field in a message any other way.
+Pure functions on plain data (no AWS calls, no c7n imports; nested fields are read with
+``c7n_broom.events.get_path``). CloudTrail documents the shapes in "CloudTrail
+userIdentity element"; the original Broom crashed on every shape without a
+``userName``. Here every input, however malformed, gives a :class:`Creator` whose
+fields are strings holding what AWS recorded (stripped, length-capped), so that
+exemptions match the true values. They are untrusted (session names and user names
+are chosen by whoever made the call): a report escapes them when it is rendered,
+through ``c7n_broom.text.readable``; never put a Creator field in a message any other
+way.
 """
 import dataclasses
 import re
 from dataclasses import dataclass, fields
+
+from c7n_broom.events import get_path
 
 #: Longest text kept per field: the longest ARN IAM allows. Real values are shorter, and
 #: are never clipped (exemptions match on ``arn`` and ``role``); longer ones end in "...".
@@ -61,20 +65,11 @@ def _text(value):
     return ""
 
 
-def _clean(value):
+def _coerce(value):
     """Coerce ``value`` to a stripped string of at most MAX_FIELD_LENGTH characters, as
     recorded: not escaped (reports escape it when rendered, see c7n_broom.text)."""
     text = _text(value)
     return text if len(text) <= MAX_FIELD_LENGTH else text[: MAX_FIELD_LENGTH - 3] + "..."
-
-
-def _dig(value, *keys):
-    """Return ``value[k1][k2]...``, or None as soon as a level is not a dict."""
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _arn_resource(arn):
@@ -99,7 +94,7 @@ def _session_principal(identity, issuer):
     parts = _text(identity.get("arn")).split(":", 5)
     resource = parts[5].split("/") if len(parts) == 6 and parts[0] == "arn" else []
     role = resource[1] if len(resource) == 3 and resource[0] == "assumed-role" else ""
-    issuer_arn = _iam_arn(_text(_dig(issuer, "arn")), "role")
+    issuer_arn = _iam_arn(_text(get_path(issuer, "arn")), "role")
     if issuer_arn and (not role or issuer_arn.rpartition("/")[2] == role):
         return issuer_arn
     if role and parts[2] == "sts":
@@ -136,20 +131,11 @@ class Creator:
     def __post_init__(self):
         """Coerce every field to a stripped, length-capped str (kept as recorded)."""
         for field in fields(self):
-            object.__setattr__(self, field.name, _clean(getattr(self, field.name)))
+            object.__setattr__(self, field.name, _coerce(getattr(self, field.name)))
         if not self.name:
             object.__setattr__(self, "name", "unknown")
         if not self.identity_type:
             object.__setattr__(self, "identity_type", "Unknown")
-
-    def describe(self) -> str:
-        """One line for a report, e.g. ``alice via ... (IAMUser arn:aws:iam::...); note``."""
-        line = self.name
-        if self.via and self.via != self.name:
-            line += f" via {self.via}"
-        principal = self.arn or (f"account {self.account_id}" if self.account_id else "")
-        line += f" ({self.identity_type} {principal})" if principal else f" ({self.identity_type})"
-        return f"{line}; {self.note}" if self.note else line
 
 
 UNKNOWN = Creator(name="unknown", note="no CloudTrail userIdentity says who launched it")
@@ -189,15 +175,15 @@ def _assumed_role(identity, kind):
     The role comes from ``sessionContext.sessionIssuer.userName`` or, when that is missing,
     from the arn ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION``.
     """
-    issuer = _dig(identity, "sessionContext", "sessionIssuer")
+    issuer = get_path(identity, "sessionContext", "sessionIssuer")
     resource = _arn_resource(_text(identity.get("arn"))).split("/")
     from_arn = resource[1:3] if resource[0] == "assumed-role" and len(resource) == 3 else ["", ""]
-    role = _text(_dig(issuer, "userName")) or from_arn[0]
+    role = _text(get_path(issuer, "userName")) or from_arn[0]
     session = from_arn[1] or _text(identity.get("principalId")).rpartition(":")[2]
     via = _text(identity.get("invokedBy"))
     meaningful = bool(session) and not _MEANINGLESS_SESSION.fullmatch(session)
 
-    service = _service_linked(role, _text(_dig(issuer, "arn")), via)
+    service = _service_linked(role, _text(get_path(issuer, "arn")), via)
     sso = _SSO_ROLE.fullmatch(role)
     if service:
         name, note = role, f"launched by {service} through its service-linked role"
@@ -218,7 +204,7 @@ def _federated_user(identity, kind):
     """FederatedUser: the name given to GetFederationToken, and the IAM user who called it."""
     arn_name = _arn_resource(_text(identity.get("arn"))).partition("federated-user/")[2]
     name = arn_name or _text(identity.get("principalId")).rpartition(":")[2]
-    issuer = _text(_dig(identity, "sessionContext", "sessionIssuer", "userName"))
+    issuer = _text(get_path(identity, "sessionContext", "sessionIssuer", "userName"))
     note = "federated user from GetFederationToken"
     if issuer:
         note += f" called by IAM user {issuer}"
@@ -251,8 +237,8 @@ def _aws_account(identity, kind):
 
 def _identity_center_user(identity, kind):
     """IdentityCenterUser: the record holds a user id, not a user name."""
-    user_id = _text(_dig(identity, "onBehalfOf", "userId"))
-    store = _text(_dig(identity, "onBehalfOf", "identityStoreArn")).rpartition("/")[2]
+    user_id = _text(get_path(identity, "onBehalfOf", "userId"))
+    store = _text(get_path(identity, "onBehalfOf", "identityStoreArn")).rpartition("/")[2]
     note = "AWS IAM Identity Center user id; look it up in identity store "
     note += store or "(not recorded)"
     return _creator(identity, kind, user_id, note=note if user_id else "")
@@ -311,4 +297,4 @@ def creator_from_record(record) -> Creator:
     ``detail`` is one). Accepts any value and never raises."""
     if isinstance(record, dict) and "userIdentity" not in record:
         record = record.get("detail")
-    return resolve_creator(_dig(record, "userIdentity"))
+    return resolve_creator(get_path(record, "userIdentity"))

@@ -18,7 +18,7 @@ from c7n.utils import local_session
 
 from c7n_broom import codes, events, text
 from c7n_broom.identity import creator_from_record
-from c7n_broom.report import describe_creator
+from c7n_broom.report import ascii_subject, describe_creator
 
 log = logging.getLogger("custodian.broom.omitted")
 
@@ -30,13 +30,12 @@ def is_omitted(record):
     response = record.get("responseElements")
     if not isinstance(response, dict) or events.launched_instances(record):
         return False
-    return response.get("omitted") is True or (
-        isinstance(response.get("instancesSet"), dict)
-        and response["instancesSet"].get("omitted") is True)
+    return (response.get("omitted") is True
+            or events.get_path(response, "instancesSet", "omitted") is True)
 
 
 def client_token(record):
-    token = (record.get("requestParameters") or {}).get("clientToken")
+    token = events.get_path(record, "requestParameters", "clientToken")
     return token if isinstance(token, str) and token.strip() else None
 
 
@@ -66,7 +65,7 @@ def session_for(event, policy_data):
     """A session acting in the event's account: the member role in a hub."""
     region = event.get("region")
     for policy in policy_data.get("policies") or ():
-        member_role = (policy.get("mode") or {}).get("member-role")
+        member_role = events.get_path(policy, "mode", "member-role")
         if member_role:
             return local_session(SessionFactory(
                 region, assume_role=member_role.format(account_id=event.get("account"))))
@@ -97,7 +96,7 @@ def alert(record, found, why):
     else:
         lines += ["", "Broom could not check this launch: look for instances launched by "
                   "this principal around that time and check their Code tags by hand."]
-    return subject.encode("ascii", "replace").decode("ascii")[:100], "\n".join(lines) + "\n"
+    return ascii_subject(subject), "\n".join(lines) + "\n"
 
 
 def resolve(event, policy_data, retry):

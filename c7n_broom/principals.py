@@ -134,7 +134,7 @@ def arn_like(value, pattern):
     case-sensitively; ``*`` matches any run of characters, ``?`` exactly one."""
     values, patterns = value.split(":", 5), pattern.split(":", 5)
     return len(values) == len(patterns) == 6 and all(
-        _wildcard(part).fullmatch(given) for given, part in zip(values, patterns))
+        _wildcard(part).fullmatch(given) for given, part in zip(values, patterns, strict=True))
 
 
 @functools.lru_cache(maxsize=256)

@@ -15,9 +15,13 @@ right is Broom's own administrators' (docs/security.md).
 import hashlib
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+import boto3
 from botocore.exceptions import ClientError
+
+from c7n_broom import events
+from c7n_broom.decisions import REPORT_ONLY
 
 log = logging.getLogger("custodian.broom.recheck")
 
@@ -28,7 +32,6 @@ INPUT_LIMIT = 8192
 #: no source IP, user agent or request parameters).
 RECORD_FIELDS = ("eventVersion", "eventID", "eventTime", "eventName", "eventSource",
                  "awsRegion", "recipientAccountId", "userIdentity")
-ENVELOPE_FIELDS = ("version", "id", "detail-type", "source", "account", "time", "region")
 DEFAULT_DELAY = 3600
 SCHEDULER_ROLE = "broom-scheduler"
 
@@ -48,21 +51,21 @@ def held_ids(event):
 
 
 def slim_event(event, instance_ids, due):
-    """The event a schedule delivers: the envelope, the record's identity and timing,
-    the held instance ids, and the marker."""
+    """The event a schedule delivers: the envelope (the original's account, region and
+    id), the record's identity and timing, the held instance ids, and the marker."""
     record = event.get("detail") or {}
     detail = {key: record[key] for key in RECORD_FIELDS if key in record}
     if record.get("eventName") == "RunInstances":
         detail["responseElements"] = {"instancesSet": {"items": [
             {"instanceId": instance_id} for instance_id in instance_ids]}}
     else:  # CreateTags / DeleteTags: the resources, and which tag keys the call touched
-        tag_set = ((record.get("requestParameters") or {}).get("tagSet") or {}).get("items")
+        tag_set = events.get_path(record, "requestParameters", "tagSet", "items")
         detail["requestParameters"] = {
             "resourcesSet": {"items": [{"resourceId": i} for i in instance_ids]},
             "tagSet": {"items": [{"key": t.get("key")} for t in tag_set or ()
                                  if isinstance(t, dict)]}}
-    slim = {key: event[key] for key in ENVELOPE_FIELDS if key in event}
-    slim["detail"] = detail
+    slim = events.envelope(detail, account=event.get("account"), region=event.get("region"),
+                           event_id=event.get("id"))
     slim[MARKER] = {"instances": list(instance_ids), "due": due.strftime("%Y-%m-%dT%H:%M:%SZ")}
     return slim
 
@@ -88,10 +91,6 @@ def schedule_name(event_id, index):
     return "broom-recheck-%s-%d" % (digest, index)
 
 
-def due_time(now, delay):
-    return now + timedelta(seconds=delay)
-
-
 def role_arn(function_arn):
     """The scheduler's role, in the function's own account."""
     parts = function_arn.split(":")
@@ -104,7 +103,7 @@ def schedule(client, event, instance_ids, due, function_arn, retry):
     ValueError when the event cannot be carried by a schedule."""
     names = []
     for index, slim in enumerate(batches(event, instance_ids, due)):
-        name = schedule_name(event.get("detail", {}).get("eventID") or event.get("id"), index)
+        name = schedule_name(events.field(event, "detail", "eventID") or event.get("id"), index)
         try:
             retry(client.create_schedule,
                   Name=name, ScheduleExpression="at(%s)" % due.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -119,3 +118,30 @@ def schedule(client, event, instance_ids, due, function_arn, retry):
             log.info("re-check %s already scheduled (repeated event)", name)
         names.append(name)
     return names
+
+
+def schedule_held(event, instance_ids, delay, retry):
+    """Schedule the re-check of held instances ``delay`` seconds from now, with the
+    function's own credentials (in a hub the policy's session acts in the member
+    account, but the schedule belongs beside the function). Returns what the report
+    says: when they are checked again, or why they are not."""
+    if not Target.function_arn:
+        return ("They are not re-checked automatically (not running in Lambda): "
+                "check them again with broom replay --execute")
+    due = datetime.now(timezone.utc) + timedelta(seconds=delay)
+    region = Target.function_arn.split(":")[3]
+    client = boto3.Session().client("scheduler", region_name=region)
+    try:
+        schedule(client, event, instance_ids, due, Target.function_arn, retry)
+    except ClientError as e:
+        log.error("re-check of %s NOT scheduled: %s", ", ".join(instance_ids), e)
+        return ("Broom could NOT schedule a re-check (%s): check them by hand, or "
+                "allow scheduler:CreateSchedule and iam:PassRole on %s to Broom's role"
+                % (e.response["Error"]["Code"], role_arn(Target.function_arn)))
+    except ValueError as e:
+        log.error("re-check of %s NOT scheduled: %s", ", ".join(instance_ids), e)
+        return "Broom could NOT schedule a re-check (%s): check them by hand" % e
+    return ("Broom checks them again at %s and terminates those that still break the "
+            "rule: switch the account to %s (c7n-org var broom_enforcement: %s) or fix "
+            "the code list before then to keep them" % (
+                due.strftime("%Y-%m-%dT%H:%M:%SZ"), REPORT_ONLY, REPORT_ONLY))

@@ -7,6 +7,7 @@ attribute through :func:`c7n_broom.text.attribute` (the true value, as SNS can c
 """
 from dataclasses import dataclass, field
 
+from c7n_broom import codes, events
 from c7n_broom.text import attribute, clip, readable
 
 SUBJECT_LIMIT = 100
@@ -16,7 +17,7 @@ DETAIL_LIMIT = 1024
 
 TERMINATED = "terminated"
 FAILED = "termination-failed"
-REPORT_ONLY = "would-terminate"
+WOULD_TERMINATE = "would-terminate"  # the outcome of decisions.REPORT_ONLY mode
 EXEMPT = "exempt"
 HELD = "held-by-cap"
 GONE = "already-gone"
@@ -36,13 +37,18 @@ class Outcome:
         return {
             TERMINATED: "terminated",
             FAILED: "could NOT terminate",
-            REPORT_ONLY: "would terminate",
+            WOULD_TERMINATE: "would terminate",
             EXEMPT: "found (exempt)",
             HELD: "held back from terminating",
             GONE: "found already gone",
             REPORTED: "found",
             ANOMALY: "found an anomaly with",
         }.get(self.status, self.status)
+
+    @property
+    def gone(self):
+        """True when the instance is no longer there: terminated, or gone before."""
+        return self.status in (TERMINATED, GONE)
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,49 @@ class Finding:
     launch_time: str = ""
     code_key: str = "Code"
     code_value: str | None = None
-    reason: str = "missing"
+    reason: str = codes.MISSING
     allowed: tuple = ()
     event_name: str = ""
     event_time: str = ""
     event_id: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def finding(resource, record, region, account_id, extra=None):
+    """The Finding for an instance as c7n described it (annotated by ``allowed-codes``),
+    from the CloudTrail ``record`` that brought it (None without one); ``extra`` adds
+    labelled lines (what ``fleets.notes`` says about its fleet)."""
+    violation = resource.get(codes.ANNOTATION) or {}
+    key = violation.get("key", "tag:Code")
+    launch = resource.get("LaunchTime", "")
+    return Finding(
+        instance_id=resource["InstanceId"],
+        region=region,
+        account_id=account_id or "",
+        image_id=resource.get("ImageId", ""),
+        instance_type=resource.get("InstanceType", ""),
+        launch_time=launch.isoformat() if hasattr(launch, "isoformat") else str(launch),
+        code_key=key.split(":", 1)[1] if key.startswith("tag:") else key,
+        code_value=violation.get("value"),
+        reason=violation.get("reason", "not checked by allowed-codes"),
+        allowed=tuple(violation.get("allowed", ())),
+        event_name=events.field(record, "eventName"),
+        event_time=events.field(record, "eventTime"),
+        event_id=events.field(record, "eventID"),
+        extra=dict(extra or {}),
+    )
+
+
+@dataclass
+class Group:
+    """What one report stands for: an instance, or a fleet's instances with the same
+    outcome (``slot``: the fleet report slot it took in the state table, see
+    ``fleets.one_per_fleet``)."""
+
+    finding: Finding
+    outcome: Outcome
+    instances: list
+    slot: tuple | None = None
 
 
 def quote(value):
@@ -71,18 +114,18 @@ def quote(value):
 
 
 def describe_value(finding):
-    if finding.reason == "missing":
+    if finding.reason == codes.MISSING:
         return "(no %s tag)" % readable(finding.code_key)
-    if finding.reason == "empty":
+    if finding.reason == codes.EMPTY:
         return "(empty: %s)" % quote(finding.code_value)
     return quote(finding.code_value)
 
 
 def describe_reason(finding):
     key = readable(finding.code_key)
-    if finding.reason == "missing":
+    if finding.reason == codes.MISSING:
         return "the instance has no %s tag" % key
-    if finding.reason == "empty":
+    if finding.reason == codes.EMPTY:
         return "the %s tag is empty" % key
     return "%s=%s is not an allowed code" % (key, quote(finding.code_value))
 
@@ -91,7 +134,7 @@ def subject(finding, outcome):
     """A short, single-line, ASCII subject (SNS allows 100 characters)."""
     return ascii_subject("Broom %s %s in %s: %s" % (
         readable(outcome.headline), readable(finding.instance_id), readable(finding.region),
-        "no Code tag" if finding.reason == "missing" else
+        "no Code tag" if finding.reason == codes.MISSING else
         "%s Code tag" % readable(finding.reason)))
 
 
@@ -157,7 +200,7 @@ def describe_outcome(outcome):
     text = {
         TERMINATED: "terminated",
         FAILED: "termination FAILED, the instance is still there",
-        REPORT_ONLY: "none: Broom would terminate it, but only reports",
+        WOULD_TERMINATE: "none: Broom would terminate it, but only reports",
         EXEMPT: "none: exempt",
         HELD: "none: held back by the safety cap",
         GONE: "none, the instance no longer exists",

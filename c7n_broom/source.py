@@ -21,13 +21,11 @@ from c7n.resources.ec2 import EC2, DescribeEC2
 from c7n.utils import chunks
 
 from c7n_broom.events import INSTANCE_ID
+from c7n_broom.instances import MALFORMED, UNKNOWN_ID_ERRORS
 
 log = logging.getLogger("custodian.broom.source")
 
 NAME = "broom-describe"
-NOT_FOUND = "InvalidInstanceID.NotFound"
-MALFORMED = "InvalidInstanceID.Malformed"
-UNKNOWN_ID_ERRORS = (NOT_FOUND, MALFORMED)
 RETRY_DELAYS = (1, 2, 4)  # seconds before each new round for ids EC2 does not know yet
 FILTER_VALUES = 200  # EC2 refuses more values in one call (FilterLimitExceeded)
 

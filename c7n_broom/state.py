@@ -28,6 +28,9 @@ import time
 from botocore.exceptions import ClientError
 from c7n.utils import get_retry, local_session
 
+from c7n_broom import codes
+from c7n_broom.instances import DENIED
+
 log = logging.getLogger("custodian.broom.state")
 
 DEFAULT_TABLE = "broom-state"
@@ -38,11 +41,10 @@ CLAIM_LEASE = 60  # an unconfirmed claim (the invocation died) lapses after this
 PENDING, REPORTED = "pending", "reported"
 
 CHECK_FAILED = "ConditionalCheckFailedException"
-MISSING = ("ResourceNotFoundException",)
-DENIED = ("AccessDeniedException",)
+TABLE_MISSING = ("ResourceNotFoundException",)
 BUSY = ("ProvisionedThroughputExceededException", "ThrottlingException",
         "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
-UNAVAILABLE = MISSING + DENIED + BUSY
+UNAVAILABLE = TABLE_MISSING + DENIED + BUSY
 
 #: What each use of the table needs in the role (scope them to the table's ARN).
 REPORT_PERMISSIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
@@ -105,7 +107,7 @@ class StateTable:
                           "as if the table were missing: %s", self.name, self.region,
                           operation, e)
                 return None
-            if code in MISSING:
+            if code in TABLE_MISSING:
                 fix = "create it (README: \"Broom's state table\")"
             elif code in DENIED:
                 fix = "allow dynamodb:%s on %s to Broom's role" % (operation, self.arn)
@@ -123,7 +125,10 @@ class StateTable:
     def claim_report(self, policy, event_id, instance_id):
         """True if this run should report ``instance_id`` for ``event_id``: nobody
         reported it, or the claim of a run that died before publishing lapsed (then
-        ``settle`` or ``release`` it). False only for a recorded report."""
+        ``settle`` or ``release`` it), or there is no event (nothing to claim). False
+        only for a recorded report."""
+        if not event_id:
+            return True
         now = self.clock()
         try:
             self.call(
@@ -140,12 +145,13 @@ class StateTable:
         except ClientError as e:
             if e.response["Error"]["Code"] != CHECK_FAILED:
                 raise
+            log.info("instance %s was already reported for event %s", instance_id, event_id)
             return False
         return True
 
     def settle_reports(self, policy, event_id, instance_ids):
-        """Record claimed reports as published."""
-        for instance_id in instance_ids:
+        """Record claimed reports as published (nothing without an event)."""
+        for instance_id in instance_ids if event_id else ():
             self.call("UpdateItem",
                       Key={KEY: _s(_key("report", policy, event_id, instance_id))},
                       UpdateExpression="SET #status = :reported",
@@ -154,7 +160,7 @@ class StateTable:
 
     def release_reports(self, policy, event_id, instance_ids):
         """Drop claims whose report could not be published: a retry reports them."""
-        for instance_id in instance_ids:
+        for instance_id in instance_ids if event_id else ():
             self.call("DeleteItem",
                       Key={KEY: _s(_key("report", policy, event_id, instance_id))})
 
@@ -264,8 +270,6 @@ def _snake(operation):
 
 def for_element(element, clock=time.time):
     """The state table an action's ``state-table`` option names, where it acts."""
-    from c7n_broom import codes
-
     name = element.data.get("state-table")
     manager = element.manager
     return StateTable(manager.session_factory, manager.config.region,

@@ -1,4 +1,5 @@
-"""Checks every Broom element runs in ``validate()``.
+"""Checks Broom's elements run in ``validate()``, each raising PolicyValidationError
+with a message naming the policy, the element and the option, and what to change.
 
 ``custodian validate`` and ``custodian run`` check a policy against the JSON schema;
 ``c7n-org run`` and the Lambda handler do not, they only call ``validate()``, and
@@ -16,6 +17,9 @@ import re
 from c7n.exceptions import PolicyValidationError
 from c7n.filters import Filter
 from c7n.resolver import ValuesFrom
+
+from c7n_broom import codes, principals
+from c7n_broom.lambda_check import is_lambda_mode
 
 REFS = {"#/definitions/filters_common/value_from": ValuesFrom.schema}
 TYPES = {
@@ -69,6 +73,14 @@ def problems(value, schema, path=()):
     return found
 
 
+def check_var(element, option, value, item=False, fix=None):
+    """Raise PolicyValidationError if an option that takes a c7n-org var holds braces
+    it must not (``codes.var_error``)."""
+    problem = codes.var_error(option, value, codes.policy_vars(element), item=item, fix=fix)
+    if problem:
+        raise PolicyValidationError("%s: %s" % (where(element), problem))
+
+
 def check_schema(element):
     """Raise PolicyValidationError if the element's data breaks its own schema."""
     found = problems(element.data, element.schema)
@@ -100,19 +112,74 @@ def check_no_force_on_tag_events(element):
             "is then reported as not terminated)" % (where(element), "/".join(found)))
 
 
+#: An SNS topic ARN (``creator-report``'s ``topic`` and ``topic-override``).
+TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 #: A DynamoDB table name (Broom's ``state-table`` option).
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 def check_state_table(element):
     """Raise PolicyValidationError unless ``state-table`` is unset or a table name."""
-    from c7n_broom import codes
-
     table = element.data.get("state-table")
-    problem = codes.var_error("state-table", table, codes.policy_vars(element))
-    if problem:
-        raise PolicyValidationError("%s: %s" % (where(element), problem))
+    check_var(element, "state-table", table)
     if not codes.is_unset(table) and not TABLE_NAME.match(table):
         raise PolicyValidationError(
             "%s: 'state-table' must be a DynamoDB table name (3-255 letters, digits, "
             "'_', '-', '.'), got %r" % (where(element), table))
+
+
+def check_exempt_accounts(element):
+    """Raise PolicyValidationError unless each ``exempt-accounts`` item is a 12-digit
+    account id (a string) or an unset var."""
+    accounts = element.data.get("exempt-accounts", ())
+    for account in accounts if isinstance(accounts, list) else ():
+        check_var(element, "exempt-accounts", account, item=True)
+        if not (isinstance(account, str) and (principals.ACCOUNT_ID.fullmatch(account)
+                                              or codes.is_unset(account))):
+            raise PolicyValidationError(
+                "%s: 'exempt-accounts' takes 12-digit account ids in quotes, got %r" % (
+                    where(element), account))
+
+
+def check_exempt_principals(element):
+    """Raise PolicyValidationError for an ``exempt-principals`` pattern outside the
+    grammar of ``c7n_broom.principals``."""
+    for pattern in element.data.get("exempt-principals", ()):
+        if principals.unexpanded(pattern):
+            continue  # checked once c7n or c7n-org fill it (never matches until then)
+        try:
+            principals.parse(pattern)
+        except ValueError as e:
+            raise PolicyValidationError("%s: 'exempt-principals' %s" % (where(element), e))
+
+
+def check_grace_seconds(element):
+    """Raise PolicyValidationError unless ``grace-seconds`` leaves a Lambda-mode policy
+    time to act after waiting (at most half the mode's timeout)."""
+    grace = element.data.get("grace-seconds", 0)
+    mode = (element.manager.data.get("mode") or {}) if element.manager else {}
+    timeout = mode.get("timeout", 900) if is_lambda_mode(mode) else None
+    if timeout is not None and grace * 2 > timeout:
+        raise PolicyValidationError(
+            "%s: 'grace-seconds' (%s) must be at most half the mode's timeout (%s s), "
+            "or the function times out while waiting and acts on nothing" % (
+                where(element), grace, timeout))
+
+
+def check_topics(element):
+    """Raise PolicyValidationError unless ``topic`` is an SNS topic ARN and
+    ``topic-override`` is one or unset (placeholders are checked once expanded)."""
+    # A var's value is used as it is: no braces, not even {region}.
+    check_var(element, "topic-override", element.data.get("topic-override"),
+              fix="write the topic ARN out in full")
+    for option in ("topic", "topic-override"):
+        value = element.data.get(option)
+        if option == "topic-override" and codes.is_unset(value):
+            continue
+        if isinstance(value, str) and "{" in value:
+            continue  # expanded later, at run time (custodian run, c7n-org)
+        if not isinstance(value, str) or not TOPIC_ARN.match(value):
+            raise PolicyValidationError(
+                "%s: '%s' must be an SNS topic ARN like "
+                "arn:aws:sns:us-east-1:123456789012:broom-reports, got %r" % (
+                    where(element), option, value))

@@ -1,25 +1,44 @@
-"""Shared fixtures: fake credentials, moto, recorded CloudTrail events, policy loading."""
-import copy
-import json
-from datetime import datetime, timezone
+"""Fixtures for every test: fake credentials, moto, the report inbox, time.
+
+``pytest tests/unit`` is the fast suite a contributor runs while editing (no server,
+no subprocess); ``pytest`` runs it and tests/e2e (moto's server, the stock CLIs).
+Helpers and constants are in tests/support.py: this file holds fixtures only.
+
+The tests test the working tree: pytest.ini puts the repository root first on
+``sys.path`` (``pythonpath = .``), and the session stops at once if ``c7n_broom`` or
+``broom`` came from another copy that differs from it.
+"""
+import functools
 from pathlib import Path
 
-import boto3
+import botocore.client
+import botocore.loaders
+import botocore.session
 import pytest
-from c7n.config import Config
-from c7n.credentials import SessionFactory
-from c7n.policy import Policy
 from moto import mock_aws
 
+import broom
 import c7n_broom  # noqa: F401  (registers Broom's elements)
-from c7n_broom.localaws import TopicInbox
 
-DATA = Path(__file__).parent / "data"
-CLOUDTRAIL = DATA / "cloudtrail"
-REPO = Path(__file__).parent.parent
-ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
-IMAGE = "ami-12345678"  # moto does not check image ids; describe_images is slow
+import support
+from support import REGION, FakeClock, Inbox, Protection, SpotRequests, create_state_table
+
+
+def pytest_sessionstart(session):
+    """Refuse to test a copy of Broom other than the working tree (plain ``pytest``
+    would otherwise import the installed one), unless it is identical to it."""
+    for package in (c7n_broom, broom):
+        where = Path(package.__file__).resolve().parent
+        if support.REPO.resolve() in where.parents:
+            continue
+        stale = support.stale_files(where.parent, packages=(package.__name__,),
+                                    root_files=())
+        if stale:
+            pytest.exit("the tests imported %s from %s, not from the working tree %s, and "
+                        "it differs (%s): run pytest with this repository's pytest.ini "
+                        "(pythonpath = . puts the working tree first)" % (
+                            package.__name__, where, support.REPO, ", ".join(stale)),
+                        returncode=1)
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +54,54 @@ def aws_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def botocore_models_read_once():
+    """Test speed only: botocore parses its JSON service models again for every
+    Session, and builds a service model and a method table again for every client (c7n
+    makes a Session per policy, and clients per action). One loader for the whole run
+    (as broom.local.aws does for its sessions), one service model and one method table
+    per service API make the mock_aws tests about three times faster. All three are
+    read-only once built."""
+    methods = {}
+    build_methods = botocore.client.ClientCreator._create_methods
+
+    def create_methods(creator, service_model):
+        key = (service_model.service_name, service_model.api_version)
+        if key not in methods:
+            methods[key] = build_methods(creator, service_model)
+        return dict(methods[key])
+
+    models = {}
+    load_model = botocore.client.ClientCreator._load_service_model
+
+    def load_service_model(creator, service_name, api_version=None):
+        key = (service_name, api_version)
+        if key not in models:
+            models[key] = load_model(creator, service_name, api_version)
+        return models[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader",
+                      functools.lru_cache(maxsize=None)(botocore.loaders.create_loader))
+        patch.setattr(botocore.client.ClientCreator, "_create_methods", create_methods)
+        patch.setattr(botocore.client.ClientCreator, "_load_service_model", load_service_model)
+        yield
+
+
 @pytest.fixture
-def aws():
-    """moto in-process (mock_aws): fast unit tests."""
+def aws(monkeypatch):
+    """moto in-process (mock_aws): fast unit tests. Image ids are not checked, so
+    moto's catalogue of public AMIs (built for every account and region) is skipped."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     with mock_aws():
         yield
 
 
 @pytest.fixture(scope="session")
 def local_aws():
-    """moto's standalone server on a free loopback port, for the stock CLIs."""
-    from c7n_broom.localaws import LocalAws
+    """moto's standalone server on a free loopback port, for the stock CLIs: one for
+    the whole session (tests/e2e/test_localaws.py starts a few more, to test LocalAws)."""
+    from broom.local.aws import LocalAws
     with LocalAws(region=REGION) as server:
         yield server
 
@@ -57,97 +113,11 @@ def fresh_aws(local_aws):
     return local_aws
 
 
-def load_record(name):
-    """A recorded CloudTrail record from tests/data/cloudtrail/."""
-    return json.loads((CLOUDTRAIL / name).read_text())
-
-
-def now_iso():
-    """The current time as CloudTrail writes eventTime."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def run_instances_event(instance_ids, record="event-cloud-trail-run-instance-creator.json",
-                        account=ACCOUNT, region=REGION, tags=None, event_time=None):
-    """An EventBridge envelope for a recorded RunInstances record, re-pointed at
-    the given instance ids (and request tags, if any), made now (``event_time``:
-    another eventTime): instances launched just before match it."""
-    detail = copy.deepcopy(load_record(record) if isinstance(record, str) else record)
-    if detail.get("eventName") == "RunInstances":
-        detail["eventTime"] = event_time or now_iso()
-    template = detail["responseElements"]["instancesSet"]["items"][0]
-    items = []
-    for instance_id in instance_ids:
-        item = copy.deepcopy(template)
-        item["instanceId"] = instance_id
-        items.append(item)
-    detail["responseElements"]["instancesSet"]["items"] = items
-    detail["awsRegion"] = region
-    detail["recipientAccountId"] = account
-    if tags is not None:
-        detail["requestParameters"]["tagSpecificationSet"] = {"items": [{
-            "resourceType": "instance",
-            "tags": [{"key": k, "value": v} for k, v in tags.items()]}]}
-    return {
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-        "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
-        "account": account, "time": detail["eventTime"], "region": region,
-        "resources": [], "detail": detail,
-    }
-
-
-def launch(count=1, tags=None, region=REGION, **kw):
-    """Launch instances in moto and return their ids."""
-    ec2 = boto3.client("ec2", region_name=region)
-    params = dict(ImageId=IMAGE, MinCount=count, MaxCount=count, InstanceType="t3.micro", **kw)
-    if tags:
-        params["TagSpecifications"] = [{
-            "ResourceType": "instance",
-            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    return [i["InstanceId"] for i in ec2.run_instances(**params)["Instances"]]
-
-
-def states(instance_ids, region=REGION):
-    ec2 = boto3.client("ec2", region_name=region)
-    result = {}
-    for reservation in ec2.describe_instances(InstanceIds=instance_ids)["Reservations"]:
-        for instance in reservation["Instances"]:
-            result[instance["InstanceId"]] = instance["State"]["Name"]
-    return result
-
-
-_OUTPUT = {}
-
-
 @pytest.fixture(autouse=True, scope="session")
 def policy_output(tmp_path_factory):
     """Where policies loaded by tests write their run logs and resources.json."""
-    _OUTPUT["dir"] = str(tmp_path_factory.mktemp("custodian-output"))
-    return _OUTPUT["dir"]
-
-
-def load_policy(data, region=REGION, account_id=ACCOUNT, variables=None, validate=True):
-    """Load one policy the way the custodian CLI does: expand variables, then validate."""
-    config = Config.empty(region=region, account_id=account_id, output_dir=_OUTPUT["dir"],
-                          cache="", cache_period=0)
-    policy = Policy(data, config, session_factory=SessionFactory(region))
-    policy.expand_variables(policy.get_variables(dict(variables or {})))
-    if validate:
-        policy.validate()
-    return policy
-
-
-def policy_file(name="ec2-tags.yml"):
-    import yaml
-    return yaml.safe_load((REPO / "policies" / name).read_text())
-
-
-class Inbox(TopicInbox):
-    """The report topic, read through a subscribed SQS queue (mock_aws)."""
-
-    def __init__(self, topic_name="broom-reports", region=REGION):
-        super().__init__(boto3.client("sns", region_name=region),
-                         boto3.client("sqs", region_name=region), topic_name)
+    support.OUTPUT["dir"] = str(tmp_path_factory.mktemp("custodian-output"))
+    return support.OUTPUT["dir"]
 
 
 @pytest.fixture
@@ -155,58 +125,23 @@ def inbox(aws):
     return Inbox()
 
 
-class Protection:
-    """EC2's termination protection, which moto does not enforce, emulated at the
-    botocore level: TerminateInstances naming a protected instance is refused as a
-    whole with OperationNotPermitted; clearing ``disableApiTermination`` through
-    ModifyInstanceAttribute lifts it (as ``terminate`` with ``force`` does)."""
-
-    def __init__(self):
-        self.protected = set()
-        self.calls = []
-
-    def __call__(self, original):
-        from botocore.exceptions import ClientError
-
-        def make_api_call(client, operation, params):
-            if operation == "TerminateInstances":
-                self.calls.append(list(params["InstanceIds"]))
-                blocked = sorted(self.protected & set(params["InstanceIds"]))
-                if blocked:
-                    raise ClientError({"Error": {
-                        "Code": "OperationNotPermitted",
-                        "Message": "The instance '%s' may not be terminated. Modify its "
-                                   "'disableApiTermination' instance attribute and try "
-                                   "again." % blocked[0]}}, operation)
-            if (operation == "ModifyInstanceAttribute"
-                    and params.get("Attribute") == "disableApiTermination"
-                    and str(params.get("Value")).lower() == "false"):
-                self.protected.discard(params["InstanceId"])
-            return original(client, operation, params)
-        return make_api_call
-
-
 @pytest.fixture
 def protection(monkeypatch):
+    """EC2's termination protection (support.Protection); add instance ids to
+    ``protection.protected``."""
     from botocore.client import BaseClient
     emulation = Protection()
     monkeypatch.setattr(BaseClient, "_make_api_call", emulation(BaseClient._make_api_call))
     return emulation
 
 
-class FakeClock:
-    """Time that passes only when code sleeps: tests never wait for real."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+@pytest.fixture
+def spot(aws, monkeypatch):
+    """Spot requests in moto, their ids in DescribeInstances (support.SpotRequests)."""
+    from botocore.client import BaseClient
+    requests = SpotRequests()
+    monkeypatch.setattr(BaseClient, "_make_api_call", requests(BaseClient._make_api_call))
+    return requests
 
 
 @pytest.fixture(autouse=True)
@@ -218,12 +153,6 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(AllowedCodes, "sleep", staticmethod(clock.sleep))
     monkeypatch.setattr(ResilientDescribeEC2, "sleep", staticmethod(clock.sleep))
     return clock
-
-
-def create_state_table(name="broom-state", region=REGION):
-    """Broom's state table as the README tells IaC to create it (mock_aws)."""
-    from c7n_broom.localaws import create_state_table as create
-    return create(boto3.client("dynamodb", region_name=region), name)
 
 
 @pytest.fixture

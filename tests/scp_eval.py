@@ -31,7 +31,7 @@ def arn_like(pattern, value):
     """IAM ArnLike: case-sensitive, each ARN part matched on its own."""
     patterns, values = pattern.split(":", 5), value.split(":", 5)
     return len(patterns) == len(values) == 6 and all(
-        fnmatch.fnmatchcase(v, p) for p, v in zip(patterns, values))
+        fnmatch.fnmatchcase(v, p) for p, v in zip(patterns, values, strict=True))
 
 
 MATCHES = {

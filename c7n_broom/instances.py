@@ -1,0 +1,104 @@
+"""What Broom reads about EC2 instances besides c7n's describe, and the names it reads.
+
+The state names and AWS error codes Broom acts on are defined here once: which
+instances still exist, which are on their way out, which ids EC2 does not know, and
+which refusals mean Broom's role lacks a permission. The reads are the current state
+of instances (``creator-report`` reports what EC2 shows after the earlier actions) and
+their tags by DescribeTags (``allowed-codes`` re-reads a Code tag that DescribeInstances
+does not show yet, or that a tool sets in a separate call just after launch).
+"""
+import logging
+import time
+
+from botocore.exceptions import ClientError
+from c7n.utils import chunks, local_session
+
+from c7n_broom.events import get_path
+
+log = logging.getLogger("custodian.broom.instances")
+
+#: States of an instance that still exists.
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+#: States of an instance on its way out: what a confirmed termination shows.
+GONE_STATES = ("shutting-down", "terminated")
+
+NOT_FOUND = "InvalidInstanceID.NotFound"
+MALFORMED = "InvalidInstanceID.Malformed"
+#: EC2 does not know the id: not visible yet after launch, long gone, or no id at all.
+UNKNOWN_ID_ERRORS = (NOT_FOUND, MALFORMED)
+#: Broom's role may not make the call: EC2 answers UnauthorizedOperation, DynamoDB
+#: AccessDeniedException, most other services AccessDenied.
+DENIED = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException")
+
+#: Seconds between tag re-reads while ``grace-seconds`` lasts.
+GRACE_INTERVAL = 2
+
+
+def state(resource):
+    """An instance's state name as c7n described it; None when not shown."""
+    return get_path(resource, "State", "Name")
+
+
+def current_states(manager, instance_ids):
+    """{instance id: state name} as EC2 shows them now; ids EC2 does not know are
+    left out."""
+    client = local_session(manager.session_factory).client("ec2")
+    states = {}
+    for batch in chunks(instance_ids, 100):
+        try:
+            response = manager.retry(client.describe_instances, InstanceIds=batch)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != NOT_FOUND:
+                raise
+            if len(batch) > 1:  # one unknown id fails the call: ask one by one
+                for instance_id in batch:
+                    states.update(current_states(manager, [instance_id]))
+            continue
+        for reservation in response.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                states[instance["InstanceId"]] = instance["State"]["Name"]
+    return states
+
+
+def late_tags(manager, client, instance_ids, key):
+    """{instance id: {key: value}} for the ``key`` tags DescribeTags shows on these
+    instances. Without ec2:DescribeTags a warning says to add it, and what was read so
+    far is returned."""
+    found = {}
+    for batch in chunks(instance_ids, 100):
+        try:
+            pages = manager.retry(
+                client.describe_tags,
+                Filters=[{"Name": "resource-id", "Values": batch},
+                         {"Name": "key", "Values": [key]}])
+        except ClientError as e:
+            if e.response["Error"]["Code"] in DENIED:
+                log.warning("cannot re-read tags (%s): add ec2:DescribeTags to the "
+                            "execution role", e.response["Error"]["Code"])
+                return found
+            raise
+        for tag in pages.get("Tags", []):
+            found.setdefault(tag["ResourceId"], {})[tag["Key"]] = tag.get("Value", "")
+    return found
+
+
+def wait_for_tags(manager, client, key, resources, found, grace,
+                  clock=time.monotonic, sleep=time.sleep):
+    """Re-read the ``key`` tag of live instances not in ``found`` every
+    GRACE_INTERVAL seconds until each has one or ``grace`` seconds pass; adds what
+    shows up to ``found``.
+
+    Tools that tag in a separate CreateTags call just after RunInstances race the
+    check; only instances with no tag at all should be given here, so compliant
+    launches, wrong values and instances already terminated (a repeated event) cost
+    nothing.
+    """
+    deadline = clock() + grace
+    waiting = [r["InstanceId"] for r in resources
+               if r["InstanceId"] not in found and state(r) in LIVE_STATES]
+    while waiting and clock() < deadline:
+        sleep(min(GRACE_INTERVAL, max(0.0, deadline - clock())))
+        found.update(late_tags(manager, client, waiting, key))
+        waiting = [i for i in waiting if i not in found]
+    if waiting:
+        log.info("%d instance(s) still without a %s tag after %ss", len(waiting), key, grace)
