@@ -74,47 +74,196 @@ def run(port, region, policy):
 
 @cli.command()
 @click.argument("policy", type=click.Path(exists=True, dir_okay=False))
-@click.argument("event_files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--execute", is_flag=True,
-              help="Run the policy's actions (terminate, report). Default: show only.")
+              help="Run the policy's actions (terminate, report) and delete handled "
+                   "queue messages. Default: show only.")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="A policy variable, as c7n-org vars set it (repeatable).")
+@click.option("--region", default=None,
+              help="Region of sqs://NAME queues (default: the AWS default region).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (a list of results) on stdout.")
+@click.option("--progress/--no-progress", default=None,
+              help="Count events on stderr (default: when stderr is a terminal).")
 @click.option("-s", "--output-dir", default=None, help="Custodian output directory.")
-def replay(policy, event_files, execute, variables, output_dir):
-    """Replay CloudTrail events (records, EventBridge events or log files, .json or
-    .json.gz) through a cloudtrail-mode POLICY, in the current AWS credentials'
-    account, in each event's region."""
+def replay(policy, sources, execute, variables, region, as_json, progress, output_dir):
+    """Replay CloudTrail events through a cloudtrail-mode POLICY, in the current AWS
+    credentials' account, in each event's region.
+
+    A SOURCE is a file (a record, an EventBridge event or a CloudTrail log file, .json
+    or .json.gz) or a dead-letter queue: sqs://NAME or a queue URL. With --execute a
+    queue message is deleted once its event was handled; a dry run deletes nothing.
+
+    Each event is handled on its own: one that fails is reported and the others go
+    on. A file or message holding no CloudTrail record is named in a warning and
+    skipped. The last line counts events handled, acted on, failed and skipped.
+    Exit status: 0 when no event failed (skipped inputs included), 1 otherwise.
+    """
+    import json
     import tempfile
+    from contextlib import closing
+    from pathlib import Path
 
-    from broom.replay import PolicyCache, ReplayError, read_records, replay_record
+    from broom.replay import PolicyCache, ReplayError
 
+    values = parse_vars(variables)
+    for source in sources:
+        if not is_queue_source(source) and not Path(source).is_file():
+            raise click.BadParameter("no such file: %s" % source, param_hint="SOURCE")
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    tally = dict(read=0, matched=0, handled=0, acted=0, failed=0, skipped=0, inputs=0)
+    results = []
+    try:
+        session, account_id = aws_session(region)
+        with tempfile.TemporaryDirectory() as tmp:
+            policies = PolicyCache(policy, output_dir or tmp, values, account_id)
+            with closing(replay_inputs(session, sources, region, execute)) as inputs:
+                for item in inputs:
+                    if item.problem:
+                        tally["inputs"] += 1
+                        click.echo("broom replay: skipped %s" % item.problem, err=True)
+                        continue
+                    failed = False
+                    for record in item.records:
+                        tally["read"] += 1
+                        for result in replay_event(policies, record, execute):
+                            failed = failed or bool(result.error)
+                            count(tally, result, execute)
+                            results.append(result)
+                            if not as_json:
+                                show_result(result)
+                        if show_progress:
+                            click.echo("\rbroom replay: %d event(s), %d failed" % (
+                                tally["read"], tally["failed"]), err=True, nl=False)
+                    if item.done and not failed:
+                        delete(item)
+    except ReplayError as e:
+        click.echo("broom replay failed: %s" % e, err=True)
+        sys.exit(1)
+    if show_progress:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    summary = ("%(read)d event(s) read, %(matched)d matched a policy: %(handled)d handled, "
+               "%(acted)d acted on, %(failed)d failed, %(skipped)d skipped" % tally)
+    if tally["inputs"]:
+        summary += "; %d input(s) skipped" % tally["inputs"]
+    if not execute:
+        summary += " (dry run: nothing changed)"
+    click.echo(summary, err=as_json)
+    sys.exit(1 if tally["failed"] else 0)
+
+
+def parse_vars(variables):
     values = {}
     for item in variables:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise click.BadParameter("expected NAME=VALUE, got %r" % item, param_hint="--var")
         values[name] = value
-    with tempfile.TemporaryDirectory() as tmp:
-        policies = PolicyCache(policy, output_dir or tmp, values)
+    return values
+
+
+def is_queue_source(source):
+    from broom.replay import is_queue
+
+    return is_queue(source)
+
+
+def aws_session(region):
+    """A boto3 session and its account id; ReplayError in one line when there are no
+    usable credentials or no region."""
+    import boto3
+    from botocore.exceptions import (
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    from broom.replay import ReplayError
+
+    try:
+        session = boto3.Session()
+        sts = session.client("sts", region_name=region or session.region_name or "us-east-1")
+        return session, sts.get_caller_identity()["Account"]
+    except (NoCredentialsError, PartialCredentialsError) as e:
+        raise ReplayError("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY): %s" % e)
+    except ProfileNotFound as e:
+        raise ReplayError("%s (check AWS_PROFILE)" % e)
+    except NoRegionError:
+        raise ReplayError("no AWS region (set --region or AWS_DEFAULT_REGION)")
+    except ClientError as e:
+        raise ReplayError("the AWS credentials do not work (sts:GetCallerIdentity: %s)" % (
+            e.response["Error"].get("Message") or e.response["Error"]["Code"]))
+
+
+def replay_inputs(session, sources, region, execute):
+    """Each file, then each message of each queue, as broom.replay.Input."""
+    from botocore.exceptions import ClientError, NoRegionError
+
+    from broom.replay import Queue, ReplayError, file_input, is_queue
+
+    for source in sources:
+        if not is_queue(source):
+            yield file_input(source)
+            continue
         try:
-            records = [r for path in event_files for r in read_records(path)]
-            results = [result for record in records for result in replay_record(
-                policies(events_region(record)), record, execute)]
-        except ReplayError as e:
-            click.echo("broom replay failed: %s" % e, err=True)
-            sys.exit(1)
-    for result in results:
-        click.echo("%s %s %s in %s by %s" % (result.policy, result.event_name,
-                                            result.event_time, result.region, result.creator))
-        if result.skipped:
-            click.echo("  skipped: %s" % result.skipped)
-        for instance_id, verdict, outcome in result.instances:
-            click.echo("  %s  %s  %s" % (instance_id, verdict, outcome))
-        if not result.skipped and not result.instances:
-            click.echo("  no instance breaks the rule")
-    click.echo("%d event(s) read, %d matched a policy%s" % (
-        len(records), len(results), "" if execute else " (dry run: nothing changed)"))
+            queue = Queue(session, source, region)
+        except NoRegionError:
+            raise ReplayError("no AWS region for %s (set --region or AWS_DEFAULT_REGION)"
+                              % source)
+        except ClientError as e:
+            raise ReplayError("%s: %s" % (source, e))
+        try:
+            yield from queue.inputs(execute)
+        finally:
+            queue.close()
+
+
+def delete(item):
+    """Delete a handled queue message; a refusal is a warning (the event was handled,
+    the message will come back and be found handled)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        item.done()
+    except ClientError as e:
+        click.echo("broom replay: could not delete %s: %s" % (item.label, e), err=True)
+
+
+def replay_event(policies, record, execute):
+    from broom.replay import replay_record
+
+    return replay_record(policies(events_region(record)), record, execute)
+
+
+def count(tally, result, execute):
+    tally["matched"] += 1
+    if result.error:
+        tally["failed"] += 1
+    elif result.skipped:
+        tally["skipped"] += 1
+    else:
+        tally["handled"] += 1
+        if any(i.verdict != "-" for i in result.instances):
+            tally["acted"] += 1
+
+
+def show_result(result):
+    click.echo("%s %s %s in %s by %s" % (result.policy, result.event_name,
+                                        result.event_time, result.region, result.creator))
+    if result.skipped:
+        click.echo("  skipped: %s" % result.skipped)
+    for instance_id, verdict, outcome in result.instances:
+        click.echo("  %s  %s  %s" % (instance_id, verdict, outcome))
+    if result.error:
+        click.echo("  failed: %s" % result.error)
+    elif not result.skipped and not any(i.verdict != "-" for i in result.instances):
+        click.echo("  no %sinstance breaks the rule" % ("other " if result.instances else ""))
 
 
 def events_region(record):
@@ -175,3 +324,63 @@ def permissions(policies, role, account, hub_account):
         click.echo("broom permissions: no known resource scope for %s: granted on \"*\", "
                    "narrow it if IAM allows" % action, err=True)
     click.echo(permissions_module.render(document))
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="c7n-org accounts file.")
+@click.option("-u", "--use", "policy_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Policy file (repeatable).")
+@click.option("-a", "--accounts", multiple=True, metavar="NAME/ID",
+              help="Only these accounts, by name or id (repeatable, or comma separated).")
+@click.option("-r", "--region", "regions", multiple=True,
+              help="Regions instead of each account's (as c7n-org run -r).")
+def preflight(config_path, policy_paths, accounts, regions):
+    """Fill every account's vars into every policy as `c7n-org run` does and check
+    the result, with no AWS calls: one line per problem, exit 1 if any."""
+    from broom.preflight import PreflightError
+    from broom.preflight import preflight as run_preflight
+
+    try:
+        result = run_preflight(config_path, policy_paths, accounts, regions)
+    except PreflightError as e:
+        click.echo("broom preflight failed: %s" % e, err=True)
+        sys.exit(1)
+    for warning in result.warnings:
+        click.echo("warn: %s" % warning, err=True)
+    for problem in result.problems:
+        click.echo(problem)
+    if result.problems:
+        click.echo("%d problem(s); %s" % (len(result.problems), result.summary()), err=True)
+        sys.exit(1)
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.option("--region", help="Region to check (default: the AWS configuration's).")
+@click.option("--policy", "policies", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Deployed policy file (repeatable; default: the shipped "
+                   "policies/ec2-tags.yml).")
+def doctor(region, policies):
+    """Check, read-only, with the current credentials, that Broom is deployed and
+    able to act in one account and region: one line per check, exit 1 on a FAIL."""
+    from broom import doctor as doctor_module
+    from broom.demo import default_policy
+
+    try:
+        session, account_id = doctor_module.session_for(region)
+        loaded = doctor_module.load(list(policies) or [default_policy()], account_id,
+                                    session.region_name)
+    except (doctor_module.DoctorError, DemoError) as e:
+        click.echo("broom doctor failed: %s" % e, err=True)
+        sys.exit(1)
+    checks = doctor_module.run(session, account_id, loaded)
+    for check in checks:
+        click.echo(check.line())
+    failed = [c for c in checks if c.status == doctor_module.FAIL]
+    click.echo("%s (%s): %d checks, %d failed" % (account_id, session.region_name,
+                                                  len(checks), len(failed)))
+    if failed:
+        sys.exit(1)

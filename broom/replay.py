@@ -3,17 +3,22 @@
 For what Custodian lacks: checking a policy against a real past event, or catching up
 after an outage (a Lambda that was down, a region that was not deployed) from the
 CloudTrail log files in S3. Reads bare records, EventBridge envelopes and CloudTrail
-log files (``{"Records": [...]}``, gzipped or not). By default nothing is changed: it
-shows which instances each event names, which break the rule and why, and who
-launched them. ``execute=True`` runs the policy's actions, as the Lambda would.
+log files (``{"Records": [...]}``, gzipped or not), and drains the function's
+dead-letter queue (``sqs://NAME`` or a queue URL), deleting a message only once its
+event was handled. By default nothing is changed: it shows which instances each event
+names, which break the rule and why, and who launched them. ``execute=True`` runs the
+policy's actions, as the Lambda would.
 """
 import gzip
 import json
 import logging
+import re
+from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from c7n_broom import events, report
+from c7n_broom import events, instances, report
 from c7n_broom.codes import ANNOTATION
 from c7n_broom.identity import creator_from_record
 from c7n_broom.terminate import OUTCOME
@@ -35,6 +40,12 @@ def read_records(path):
         data = json.loads(raw)
     except (OSError, ValueError) as e:
         raise ReplayError("%s: not a readable JSON file (%s)" % (path, e))
+    return records_in(data, path)
+
+
+def records_in(data, where):
+    """The CloudTrail records of a decoded file or message: a record, an EventBridge
+    event, a list of them or a log file's ``{"Records": [...]}``."""
     if isinstance(data, dict) and isinstance(data.get("Records"), list):
         candidates = data["Records"]
     elif isinstance(data, list):
@@ -45,8 +56,97 @@ def read_records(path):
     found = [r for r in records if r is not None]
     if not found:
         raise ReplayError("%s holds no CloudTrail record (expected a record, an "
-                          "EventBridge event or a log file with Records)" % path)
+                          "EventBridge event or a log file with Records)" % where)
     return found
+
+
+@dataclass
+class Input:
+    """One file or queue message: its records, or why it was skipped. ``done`` deletes
+    the message (queues with ``execute`` only)."""
+
+    label: str
+    records: list = field(default_factory=list)
+    problem: str = ""
+    done: object = None
+
+
+def file_input(path):
+    try:
+        return Input(str(path), read_records(path))
+    except ReplayError as e:
+        return Input(str(path), problem=str(e))
+
+
+def is_queue(source):
+    return source.startswith("sqs://") or re.match(r"https?://", source) is not None
+
+
+#: Seconds a received message stays hidden while the drain runs; a crash leaves it in
+#: the queue, visible again after that.
+VISIBILITY_SECONDS = 300
+WAIT_SECONDS = 2  # long polling: an empty answer means the queue is empty
+
+
+class Queue:
+    """A dead-letter queue: each message body is the event Lambda could not handle.
+
+    Messages are received hidden for VISIBILITY_SECONDS and deleted only when
+    ``done`` is called (after their event was handled, with ``execute``); the others
+    are made visible again by ``close()``, so a dry run or a failure leaves them.
+    """
+
+    def __init__(self, session, source, region):
+        self.source = source
+        self.kept = []  # receipt handles of messages received and not deleted
+        if source.startswith("sqs://"):
+            self.client = session.client("sqs", region_name=region)
+            self.url = self.client.get_queue_url(QueueName=source[len("sqs://"):])["QueueUrl"]
+            return
+        parts = urlsplit(source)
+        host = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com", parts.hostname or "")
+        if host:
+            self.client = session.client("sqs", region_name=host.group(1))
+        else:  # moto's server or another endpoint: ask it, not AWS
+            self.client = session.client("sqs", region_name=region,
+                                         endpoint_url="%s://%s" % (parts.scheme, parts.netloc))
+        self.url = source
+
+    def inputs(self, execute):
+        while True:
+            messages = self.client.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_SECONDS,
+                VisibilityTimeout=VISIBILITY_SECONDS).get("Messages", [])
+            if not messages:
+                return
+            for message in messages:
+                yield self.message_input(message, execute)
+
+    def message_input(self, message, execute):
+        label = "%s message %s" % (self.source, message["MessageId"])
+        handle = message["ReceiptHandle"]
+        self.kept.append(handle)
+
+        def done():
+            self.client.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
+            self.kept.remove(handle)
+        try:
+            records = records_in(json.loads(message.get("Body") or ""), label)
+        except ValueError as e:  # ReplayError is a RuntimeError: caught apart
+            return Input(label, problem="%s: not JSON (%s)" % (label, e))
+        except ReplayError as e:
+            return Input(label, problem=str(e))
+        return Input(label, records, done=done if execute else None)
+
+    def close(self):
+        """Show again the messages received and not deleted (dry run, failures)."""
+        for handle in self.kept:
+            self.client.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
+        self.kept = []
+
+
+Instance = namedtuple("Instance", "instance_id verdict outcome")
 
 
 @dataclass
@@ -54,12 +154,20 @@ class Replayed:
     """What one event did (or would do) under one policy."""
 
     policy: str
+    event_id: str
     event_name: str
     event_time: str
     region: str
     creator: str
     skipped: str = ""
-    instances: list = field(default_factory=list)  # (instance id, verdict, outcome)
+    instances: list = field(default_factory=list)  # Instance tuples
+    error: str = ""
+
+    def as_dict(self):
+        return dict(policy=self.policy, event_id=self.event_id, event_name=self.event_name,
+                    event_time=self.event_time, region=self.region, creator=self.creator,
+                    skipped=self.skipped or None, error=self.error or None,
+                    instances=[i._asdict() for i in self.instances])
 
 
 def subscribes(policy, record):
@@ -88,10 +196,11 @@ def foreign(policy, record):
 class PolicyCache:
     """Policies of a file loaded per region, the way ``custodian run`` loads them."""
 
-    def __init__(self, policy_path, output_dir, variables=None):
+    def __init__(self, policy_path, output_dir, variables=None, account_id=None):
         self.path = str(policy_path)
         self.output_dir = str(output_dir)
         self.variables = dict(variables or {})
+        self.account_id = account_id
         self.loaded = {}
 
     def __call__(self, region):
@@ -106,7 +215,7 @@ class PolicyCache:
         from c7n.resources.aws import AWS
 
         config = AWS().initialize(Config.empty(region=region, output_dir=self.output_dir,
-                                               cache_period=0))
+                                               account_id=self.account_id, cache_period=0))
         try:
             collection = load(config, self.path)
         except (PolicyValidationError, OSError, ValueError) as e:
@@ -119,14 +228,18 @@ class PolicyCache:
 
 
 def replay_record(policies, record, execute):
-    """Replay one record through the policies that listen for it."""
+    """Replay one record through the policies that listen for it. A policy that fails
+    on it (a report that cannot be published, a refused call) gets its ``error`` set;
+    the other policies still run."""
     results = []
-    event = events.envelope(record, event_id=events.field(record, "eventID") or "replay")
+    event_id = events.field(record, "eventID") or "replay"
+    event = events.envelope(record, event_id=event_id)
     creator = creator_from_record(record).name
+    age = events.age_seconds(record)
     for policy in policies:
         if not subscribes(policy, record):
             continue
-        result = Replayed(policy.name, events.field(record, "eventName"),
+        result = Replayed(policy.name, event_id, events.field(record, "eventName"),
                           events.field(record, "eventTime"),
                           events.field(record, "awsRegion"), creator)
         results.append(result)
@@ -134,19 +247,48 @@ def replay_record(policies, record, execute):
         if skip:
             result.skipped = skip
             continue
-        if execute:
-            resources = policy.push(event) or []
-        else:
-            mode = policy.get_execution_mode()
-            resources = mode.resolve_resources(event) or []
-            resources = policy.resource_manager.filter_resources(resources, event)
-        for r in resources:
-            violation = r.get(ANNOTATION) or {}
-            if execute:
-                outcome = events.field(r, OUTCOME, "status")
-            else:
-                anomaly = events.launch_mismatch(record, r.get("LaunchTime"))
-                outcome = "dry run" if not anomaly else "%s (%s)" % (report.ANOMALY, anomaly)
-            result.instances.append((r["InstanceId"], violation.get("reason", "matched"),
-                                     outcome))
+        try:
+            result.instances = run_policy(policy, record, event, execute, age)
+        except Exception as e:  # one event's failure must not stop the others
+            log.debug("policy %s failed on event %s", policy.name, event_id, exc_info=True)
+            result.error = "%s: %s" % (type(e).__name__, e)
     return results
+
+
+def run_policy(policy, record, event, execute, age):
+    """[Instance] for what the policy did (or would do) on the event: its violators,
+    then the named instances already gone or unknown to EC2."""
+    from c7n.cwe import CloudWatchEvents
+
+    manager = policy.resource_manager
+    source = getattr(manager, "source", None)
+    if hasattr(source, "for_event_age"):
+        source.for_event_age(age)
+    named = manager.match_ids(CloudWatchEvents.get_ids(event, policy.data["mode"]) or [])
+    if execute:
+        resources = policy.push(event) or []
+        seen = {r["InstanceId"] for r in resources}
+        found = instances.current_states(manager, [i for i in named if i not in seen])
+    else:
+        resolved = policy.get_execution_mode().resolve_resources(event) or []
+        found = {r["InstanceId"]: instances.state(r) for r in resolved}
+        live = [r for r in resolved if instances.state(r) not in instances.GONE_STATES]
+        resources = manager.filter_resources(live, event)
+    shown = []
+    for r in resources:
+        violation = r.get(ANNOTATION) or {}
+        if execute:
+            outcome = events.field(r, OUTCOME, "status")
+        else:
+            anomaly = events.launch_mismatch(record, r.get("LaunchTime"))
+            outcome = "dry run" if not anomaly else "%s (%s)" % (report.ANOMALY, anomaly)
+        shown.append(Instance(r["InstanceId"], violation.get("reason", "matched"), outcome))
+    acted = {i.instance_id for i in shown}
+    for instance_id in dict.fromkeys(named):
+        if instance_id in acted:
+            continue
+        if instance_id not in found:
+            shown.append(Instance(instance_id, "-", "not found"))
+        elif found[instance_id] in instances.GONE_STATES:
+            shown.append(Instance(instance_id, "-", "already gone (%s)" % found[instance_id]))
+    return shown

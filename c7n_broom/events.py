@@ -242,6 +242,14 @@ def parse_time(value):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def age_seconds(record, now=None):
+    """Seconds since a record's ``eventTime``; None when it has no valid one."""
+    event_time = parse_time(get_path(record, "eventTime"))
+    if event_time is None:
+        return None
+    return ((now or datetime.now(timezone.utc)) - event_time).total_seconds()
+
+
 def launch_mismatch(record, launch_time):
     """Why a RunInstances record cannot be the launch of an instance with this
     LaunchTime, or None. Records of other calls are not judged here.

@@ -37,7 +37,8 @@ class AllowedCodes(ValueFilter):
     the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
     instance is called a violator. ``grace-seconds`` (event modes only) keeps
     re-reading the tag of instances that have none, every 2 seconds up to that long,
-    for tools that tag in a separate CreateTags call after launch.
+    for tools that tag in a separate CreateTags call after launch; an event already
+    older than that (a retried or replayed one) is not waited for.
 
     :example:
 
@@ -142,7 +143,11 @@ class AllowedCodes(ValueFilter):
             late = instances.late_tags(self.manager, client,
                                        [r["InstanceId"] for r in missing], self.tag_key)
             grace = self.data.get("grace-seconds", 0)
-            if grace and record:
+            age = events.age_seconds(record) if record else None
+            if grace and record and age is not None and age > grace:
+                # an old event (a retry, a replayed log): a late tag had its time
+                log.info("event is %ds old, past grace-seconds: no wait", age)
+            elif grace and record:
                 instances.wait_for_tags(self.manager, client, self.tag_key, missing, late,
                                         grace, clock=self.clock, sleep=self.sleep)
         matched = []

@@ -27,6 +27,7 @@ log = logging.getLogger("custodian.broom.source")
 
 NAME = "broom-describe"
 RETRY_DELAYS = (1, 2, 4)  # seconds before each new round for ids EC2 does not know yet
+FRESH_SECONDS = 300  # an event older than this names no instance EC2 has yet to show
 FILTER_VALUES = 200  # EC2 refuses more values in one call (FilterLimitExceeded)
 
 
@@ -34,6 +35,8 @@ class ResilientDescribeEC2(DescribeEC2):
     """c7n's EC2 describe source; one unknown instance id no longer hides the others."""
 
     sleep = staticmethod(time.sleep)
+    #: Waits before each new round; ``for_event_age`` drops them for old events.
+    retry_delays = RETRY_DELAYS
 
     def __init__(self, manager):
         if not isinstance(manager, EC2):
@@ -52,7 +55,7 @@ class ResilientDescribeEC2(DescribeEC2):
             log.warning("DescribeInstances refused %d ids (%s): looking them up by filter",
                         len(ids), e.response["Error"]["Code"])
         resolved, waiting = [], ids
-        for delay in RETRY_DELAYS + (None,):
+        for delay in tuple(self.retry_delays) + (None,):
             found = self.look_up(waiting)
             resolved.extend(found)
             seen = {r["InstanceId"] for r in found}
@@ -70,6 +73,13 @@ class ResilientDescribeEC2(DescribeEC2):
             self.sleep(delay)
             waiting = unknown
         return resolved
+
+    def for_event_age(self, age):
+        """Retry unknown ids only for an event at most FRESH_SECONDS old (or of
+        unknown age): EC2's eventual consistency matters just after launch; an id an
+        older event names and EC2 does not know is gone, and waiting will not help."""
+        self.retry_delays = RETRY_DELAYS if age is None or age <= FRESH_SECONDS else ()
+        return self
 
     def look_up(self, ids):
         """The instances EC2 knows among ``ids``, with no error for the others.

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from support import REPO
 
 BIN = Path(sys.executable).parent

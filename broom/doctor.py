@@ -1,0 +1,327 @@
+"""``broom doctor``: is Broom deployed and able to act, in one account and region?
+
+Read-only calls with the current credentials (``sts:GetCallerIdentity``,
+``iam:GetRole``, ``sns:GetTopicAttributes``, ``dynamodb:DescribeTable`` /
+``DescribeTimeToLive``, ``cloudtrail:DescribeTrails`` / ``GetTrailStatus`` /
+``GetEventSelectors``, ``lambda:GetFunction``, ``events:DescribeRule`` /
+``ListTargetsByRule``, ``sqs:GetQueueUrl`` / ``GetQueueAttributes``). The policies
+are loaded as ``custodian run`` loads them in that account and region (their
+``{account_id}`` and ``{region}`` filled, c7n-org vars left unset, so overrides
+fall back to the policy's defaults), and what they would deploy is compared with
+what is deployed.
+
+What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
+
+- the execution role (``mode.role``) exists and trusts ``lambda.amazonaws.com``;
+- the report topic exists, and its access policy lets the role publish: an Allow
+  statement for ``sns:Publish`` whose principal is ``*``, the account or its root, or
+  the role. Same-account topics need none (the role's IAM policy is enough), so
+  there a missing statement is not a failure; the role's own IAM policy is not
+  evaluated (``broom permissions`` prints what it should hold);
+- the state table exists, with TTL enabled on ``expires``;
+- a trail in the region logs management events (EventBridge gets no
+  "AWS API Call via CloudTrail" events without one);
+- each policy's function exists with the handler, runtime and role the policy names,
+  and its EventBridge rule is enabled, matches ``source: aws.ec2`` and the policy's
+  events, and targets the function;
+- the dead-letter queue exists and is empty.
+"""
+import json
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+TTL_ATTRIBUTE = "expires"
+DEFAULT_TABLE = "broom-state"
+
+
+class DoctorError(Exception):
+    """Cannot check at all (credentials, region, policy file): one line."""
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    subject: str
+    detail: str
+
+    def line(self):
+        return "%-4s %s: %s" % (self.status, self.subject, self.detail)
+
+
+def error_code(error):
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def load(paths, account_id, region):
+    """The policies of ``paths`` as ``custodian run`` would deploy them here."""
+    from c7n.config import Config
+    from c7n.exceptions import PolicyValidationError
+    from c7n.policy import load as load_file
+
+    from broom.scp import one_line
+
+    config = Config.empty(region=region, account_id=account_id, dryrun=True)
+    policies = []
+    for path in paths:
+        try:
+            collection = load_file(config, str(path))
+        except (PolicyValidationError, OSError, ValueError) as e:
+            raise DoctorError("%s: %s" % (path, one_line(e)))
+        for policy in collection or ():
+            policy.expand_variables(policy.get_variables())
+            policies.append(policy)
+    if not policies:
+        raise DoctorError("no policy in %s" % ", ".join(map(str, paths)))
+    return policies
+
+
+def session_for(region):
+    """A boto3 session and the account id, or DoctorError in one line."""
+    import boto3
+
+    try:
+        session = boto3.Session(region_name=region) if region else boto3.Session()
+        if not session.region_name:
+            raise DoctorError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+        identity = session.client("sts").get_caller_identity()
+    except DoctorError:
+        raise
+    except (BotoCoreError, ClientError) as e:
+        raise DoctorError("cannot use the current AWS credentials in %s: %s" % (
+            session.region_name, e))
+    return session, identity["Account"]
+
+
+def run(session, account_id, policies):
+    """Every check, in order, as :class:`Check` values."""
+    region = session.region_name
+    checks = []
+    roles = dict.fromkeys(p.data["mode"].get("role") for p in policies
+                          if p.data["mode"].get("role"))
+    for role in roles:
+        checks.append(check_role(session, role))
+    for topic in dict.fromkeys(t for p in policies for t in topics(p)):
+        checks.append(check_topic(session, topic, account_id, list(roles)))
+    for table in dict.fromkeys(t for p in policies for t in tables(p)):
+        checks.append(check_table(session, table))
+    checks.append(check_trail(session, region))
+    for policy in policies:
+        checks.extend(check_function(session, policy))
+    queues = dict.fromkeys((p.data["mode"].get("dead_letter_config") or {}).get("TargetArn")
+                           for p in policies)
+    for queue in filter(None, queues):
+        checks.append(check_queue(session, queue))
+    return checks
+
+
+def topics(policy):
+    from c7n_broom.actions import CreatorReport
+
+    return [a.topic for a in policy.resource_manager.actions if isinstance(a, CreatorReport)]
+
+
+def tables(policy):
+    from c7n_broom import codes
+
+    found = []
+    for element in policy.resource_manager.actions:
+        if "state-table" in element.schema.get("properties", {}):
+            table = element.data.get("state-table")
+            found.append(DEFAULT_TABLE if codes.is_unset(table) else table)
+    return found
+
+
+def check_role(session, arn):
+    name = arn.rsplit("/", 1)[-1]
+    subject = "role %s" % name
+    try:
+        role = session.client("iam").get_role(RoleName=name)["Role"]
+    except ClientError as e:
+        if error_code(e) == "NoSuchEntity":
+            return Check(FAIL, subject, "missing: create it (templates/account.yml)")
+        return Check(WARN, subject, "cannot read it: %s" % error_code(e))
+    trust = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(trust, str):
+        from urllib.parse import unquote
+        trust = json.loads(unquote(trust))
+    for statement in as_list(trust.get("Statement")):
+        services = as_list((statement.get("Principal") or {}).get("Service"))
+        if statement.get("Effect") == "Allow" and "lambda.amazonaws.com" in services \
+                and any(a in ("sts:AssumeRole", "sts:*", "*")
+                        for a in as_list(statement.get("Action"))):
+            return Check(OK, subject, "exists, trusted by lambda.amazonaws.com")
+    return Check(FAIL, subject, "does not trust lambda.amazonaws.com: add it to the "
+                                "role's trust policy (templates/account.yml)")
+
+
+def check_topic(session, arn, account_id, roles):
+    subject = "topic %s" % arn
+    topic_region, topic_account = arn.split(":")[3:5]
+    try:
+        attributes = session.client("sns", region_name=topic_region).get_topic_attributes(
+            TopicArn=arn)["Attributes"]
+    except ClientError as e:
+        if error_code(e) == "NotFound":
+            return Check(FAIL, subject, "missing: create it (templates/account.yml) or "
+                                        "fix topic / broom_topic")
+        return Check(WARN, subject, "cannot read it (%s): check it allows the role "
+                                    "sns:Publish" % error_code(e))
+    document = json.loads(attributes.get("Policy") or "{}")
+    principals = {"*", account_id, "arn:aws:iam::%s:root" % account_id, *roles}
+    for statement in as_list(document.get("Statement")):
+        actions = {a.lower() for a in as_list(statement.get("Action"))}
+        principal = statement.get("Principal")
+        who = set(as_list(principal.get("AWS"))) if isinstance(principal, dict) \
+            else set(as_list(principal))
+        if statement.get("Effect") == "Allow" and actions & {"sns:publish", "sns:*", "*"} \
+                and who & principals:
+            return Check(OK, subject, "exists, its policy lets the account's roles publish")
+    if topic_account == account_id:
+        return Check(OK, subject, "exists, same account: the role's IAM policy grants "
+                                  "sns:Publish")
+    return Check(FAIL, subject, "its policy does not let %s publish: add an Allow "
+                                "sns:Publish statement for it" % ", ".join(roles))
+
+
+def check_table(session, name):
+    subject = "table %s" % name
+    client = session.client("dynamodb")
+    try:
+        client.describe_table(TableName=name)
+        ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    except ClientError as e:
+        if error_code(e) == "ResourceNotFoundException":
+            return Check(FAIL, subject, "missing: create it (templates/account.yml)")
+        return Check(WARN, subject, "cannot read it: %s" % error_code(e))
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") \
+            or ttl.get("AttributeName") != TTL_ATTRIBUTE:
+        return Check(FAIL, subject, "TTL is not enabled on %r: enable it, or the table "
+                                    "keeps every record" % TTL_ATTRIBUTE)
+    return Check(OK, subject, "exists, TTL on %r" % TTL_ATTRIBUTE)
+
+
+def check_trail(session, region):
+    subject = "cloudtrail in %s" % region
+    client = session.client("cloudtrail")
+    try:
+        trails = client.describe_trails(includeShadowTrails=True)["trailList"]
+    except ClientError as e:
+        return Check(WARN, subject, "cannot list trails: %s" % error_code(e))
+    seen = []
+    for trail in trails:
+        home = session.client("cloudtrail", region_name=trail.get("HomeRegion") or region)
+        try:
+            logging_on = home.get_trail_status(Name=trail["TrailARN"]).get("IsLogging")
+            selectors = home.get_event_selectors(TrailName=trail["TrailARN"])
+        except ClientError as e:
+            seen.append("%s (%s)" % (trail["Name"], error_code(e)))
+            continue
+        if not logging_on:
+            seen.append("%s (not logging)" % trail["Name"])
+        elif not management_events(selectors):
+            seen.append("%s (no write management events)" % trail["Name"])
+        else:
+            return Check(OK, subject, "trail %s logs management events" % trail["Name"])
+    return Check(FAIL, subject, "no trail logs management events here%s: EventBridge gets "
+                                "no RunInstances without one; start or create a trail" % (
+                                    " (%s)" % ", ".join(seen) if seen else ""))
+
+
+def management_events(selectors):
+    """True when a trail's selectors include write management events."""
+    basic = selectors.get("EventSelectors")
+    advanced = selectors.get("AdvancedEventSelectors")
+    if not basic and not advanced:
+        return True  # a trail's default: all management events
+    for selector in basic or ():
+        if selector.get("IncludeManagementEvents", True) and \
+                selector.get("ReadWriteType", "All") in ("All", "WriteOnly"):
+            return True
+    for selector in advanced or ():
+        for item in selector.get("FieldSelectors", ()):
+            if item.get("Field") == "eventCategory" and "Management" in item.get("Equals", ()):
+                return True
+    return False
+
+
+def check_function(session, policy):
+    from c7n.mu import CloudWatchEventSource, PolicyLambda
+
+    wanted = PolicyLambda(policy)
+    subject = "function %s" % wanted.name
+    try:
+        config = session.client("lambda").get_function(
+            FunctionName=wanted.name)["Configuration"]
+    except ClientError as e:
+        if error_code(e) == "ResourceNotFoundException":
+            return [Check(FAIL, subject, "missing: deploy it (custodian run or c7n-org run)")]
+        return [Check(WARN, subject, "cannot read it: %s" % error_code(e))]
+    differ = ["%s is %r, the policy says %r" % (name, config.get(key), value)
+              for name, key, value in (("handler", "Handler", wanted.handler),
+                                       ("runtime", "Runtime", wanted.runtime),
+                                       ("role", "Role", wanted.role))
+              if config.get(key) != value]
+    checks = [Check(FAIL, subject, "%s: deploy again" % "; ".join(differ)) if differ
+              else Check(OK, subject, "handler, runtime and role match the policy")]
+    expected = json.loads(
+        CloudWatchEventSource(policy.data["mode"], None).render_event_pattern())
+    checks.append(check_rule(session, wanted.name, config["FunctionArn"], expected))
+    return checks
+
+
+def check_rule(session, name, function_arn, expected):
+    subject = "rule %s" % name
+    client = session.client("events")
+    try:
+        rule = client.describe_rule(Name=name)
+        targets = client.list_targets_by_rule(Rule=name)["Targets"]
+    except ClientError as e:
+        if error_code(e) == "ResourceNotFoundException":
+            return Check(FAIL, subject, "missing: the function gets no events; deploy again")
+        return Check(WARN, subject, "cannot read it: %s" % error_code(e))
+    pattern = json.loads(rule.get("EventPattern") or "{}")
+    problems = []
+    if rule.get("State") != "ENABLED":
+        problems.append("it is %s" % rule.get("State"))
+    if "aws.ec2" not in as_list(pattern.get("source")):
+        problems.append("its pattern does not hold source aws.ec2")
+    detail, want = pattern.get("detail") or {}, expected.get("detail") or {}
+    for key in ("eventSource", "eventName"):
+        missing = set(as_list(want.get(key))) - set(as_list(detail.get(key)))
+        if missing:
+            problems.append("its pattern lacks %s %s" % (key, ", ".join(sorted(missing))))
+    if not any(t.get("Arn") == function_arn for t in targets):
+        problems.append("it does not target the function")
+    if problems:
+        return Check(FAIL, subject, "%s: deploy again" % "; ".join(problems))
+    return Check(OK, subject, "enabled, matches the policy's events, targets the function")
+
+
+def check_queue(session, arn):
+    queue_region, queue_account, name = arn.split(":")[3:6]
+    subject = "queue %s" % name
+    client = session.client("sqs", region_name=queue_region)
+    try:
+        url = client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=queue_account)
+        count = int(client.get_queue_attributes(
+            QueueUrl=url["QueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"])
+    except ClientError as e:
+        if error_code(e) in ("AWS.SimpleQueueService.NonExistentQueue",
+                             "QueueDoesNotExist"):
+            return Check(FAIL, subject, "missing: failed events are lost; create it "
+                                        "(templates/account.yml)")
+        return Check(WARN, subject, "cannot read it: %s" % error_code(e))
+    if count:
+        return Check(FAIL, subject, "%d failed event(s) waiting: read them (sqs "
+                                    "receive-message), fix the cause, replay them with "
+                                    "broom replay, then purge the queue" % count)
+    return Check(OK, subject, "exists, empty")
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
