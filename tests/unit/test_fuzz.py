@@ -30,9 +30,7 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from c7n import handler as c7n_handler
-from c7n.config import Config
 from c7n.cwe import CloudWatchEvents
-from c7n.resources.aws import AWS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
@@ -405,29 +403,6 @@ PERIODIC = {
              "packages": ["c7n_broom"], "handler": "c7n_broom.handler.run"},
     "filters": [{"type": "allowed-codes", "codes": ["LOL"]}],
 }
-
-
-@pytest.fixture
-def deployed(monkeypatch, tmp_path):
-    """Install policies the way c7n's handler holds them after a cold start: the
-    content of config.json (policies as ``custodian run`` expanded them) and the
-    execution options ``init_config`` builds from it."""
-    def install(*policies):
-        monkeypatch.setattr(c7n_handler, "policy_data", {
-            "policies": [load_policy(copy.deepcopy(p)).data for p in policies]})
-        monkeypatch.setattr(c7n_handler, "policy_config", AWS().initialize(Config.empty(
-            region=REGION, account_id=ACCOUNT, output_dir=str(tmp_path), cache="",
-            cache_period=0)))
-    return install
-
-
-@pytest.fixture
-def handed_over(monkeypatch):
-    """Events the Broom handler hands to c7n (c7n itself is not run)."""
-    calls = []
-    monkeypatch.setattr(c7n_handler, "dispatch_event",
-                        lambda event, context: calls.append(event))
-    return calls
 
 
 def with_detail(**changes):

@@ -1,16 +1,12 @@
 """RunInstances records whose instances CloudTrail left out ({"omitted": true})."""
-import copy
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from c7n import handler as c7n_handler
-from c7n.config import Config
-from c7n.resources.aws import AWS
 
 from c7n_broom import handler, omitted
 
-from support import ACCOUNT, REGION, launch, load_policy, policy_file, run_instances_event
+from support import REGION, launch, policy_file, run_instances_event
 
 TOKEN = "c0ffee00-1111-2222-3333-444455556666"
 
@@ -26,23 +22,9 @@ def omitted_event(instance_ids=(), token=TOKEN, where="responseElements"):
     return event
 
 
-@pytest.fixture
-def deployed(monkeypatch, tmp_path):
-    """The main policy as the Lambda holds it after a cold start."""
+def main_policy():
     [data] = policy_file("ec2-tags.yml")["policies"]
-    monkeypatch.setattr(c7n_handler, "policy_data", {
-        "policies": [load_policy(copy.deepcopy(data)).data]})
-    monkeypatch.setattr(c7n_handler, "policy_config", AWS().initialize(Config.empty(
-        region=REGION, account_id=ACCOUNT, output_dir=str(tmp_path), cache="",
-        cache_period=0)))
-
-
-@pytest.fixture
-def handed_over(monkeypatch):
-    calls = []
-    monkeypatch.setattr(c7n_handler, "dispatch_event",
-                        lambda event, context: calls.append(event))
-    return calls
+    return data
 
 
 @pytest.mark.parametrize("where", ["responseElements", "instancesSet"])
@@ -53,6 +35,7 @@ def test_a_record_with_omitted_instances_is_recognised(where):
 
 def test_omitted_launch_is_found_by_client_token_handed_over_and_alerted(
         inbox, deployed, handed_over, monkeypatch):
+    deployed(main_policy())
     """Before: skipped with an INFO line; the whole launch went unseen."""
     ids = launch(count=2)
     looked_up = []
@@ -75,6 +58,7 @@ def test_omitted_launch_is_found_by_client_token_handed_over_and_alerted(
 
 def test_omitted_launch_without_client_token_is_alerted_and_nothing_acted_on(
         inbox, deployed, handed_over):
+    deployed(main_policy())
     handler.run(omitted_event(token=None), None)
 
     assert handed_over == []
