@@ -112,6 +112,22 @@ def test_the_recheck_terminates_what_still_breaks_the_rule(inbox, in_lambda):
     assert states(ids) == dict({i: "terminated" for i in ids[1:]}, **{fixed: "running"})
 
 
+def test_the_recheck_reports_what_it_terminated_although_the_event_was_reported(
+        inbox, in_lambda):
+    """The re-check carries the held event's id: repeat suppression must not swallow
+    the reports of its terminations."""
+    create_state_table()
+    ids = launch(count=21, tags={"Code": "NOPE"})
+    main_policy().push(run_instances_event(ids))
+    inbox.messages()
+
+    main_policy().push(recheck_event())
+
+    [digest] = inbox.messages()  # 21 instances > max-messages: one digest
+    assert digest["MessageAttributes"]["broom.outcome"]["Value"] == "terminated"
+    assert digest["MessageAttributes"]["broom.count"]["Value"] == "21"
+
+
 def test_the_recheck_in_an_account_switched_to_report_only_terminates_nothing(
         inbox, in_lambda):
     ids = launch(count=21, tags={"Code": "NOPE"})
