@@ -57,19 +57,17 @@ def error_code(error):
 def load(paths, account_id, region):
     """The policies of ``paths`` as ``custodian run`` would deploy them here."""
     from c7n.config import Config
-    from c7n.exceptions import PolicyValidationError
-    from c7n.policy import load as load_file
 
-    from broom.scp import one_line
+    from broom import policyfile
 
     config = Config.empty(region=region, account_id=account_id, dryrun=True)
     policies = []
     for path in paths:
         try:
-            collection = load_file(config, str(path))
-        except (PolicyValidationError, OSError, ValueError) as e:
-            raise DoctorError("%s: %s" % (path, one_line(e)))
-        for policy in collection or ():
+            collection = policyfile.load(path, config)
+        except policyfile.PolicyFileError as e:
+            raise DoctorError(str(e))
+        for policy in collection:
             policy.expand_variables(policy.get_variables())
             policies.append(policy)
     if not policies:

@@ -117,13 +117,13 @@ def shipped_policies():
 def policy_permissions(paths):
     """The union of c7n's ``get_permissions()`` over every policy in ``paths``, each
     file loaded and validated as ``custodian validate`` does (variables unexpanded)."""
-    from broom.scp import load_policies
+    from broom import policyfile
 
     actions = set()
     for path in paths:
         try:
-            policies = load_policies(path)
-        except ValueError as e:  # ScpError: already one line naming the file
+            policies = policyfile.load_checked(path)
+        except policyfile.PolicyFileError as e:
             raise PermissionsError(str(e))
         if not policies:
             raise PermissionsError("%s: no policy in it" % path)

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from broom import policyfile
+from broom.policyfile import one_line
+
 #: Options of the mode that stay unexpanded on purpose (c7n fills them at run time).
 RUNTIME_OPTIONS = ("member-role",)
 #: Broom's element messages start "policy:NAME filter:TYPE: ..." (validation.where).
@@ -48,10 +51,6 @@ class Result:
     def summary(self):
         return "%d accounts x %d policies x %d regions checked (%d deployments)" % (
             self.accounts, self.policies, self.regions, self.checks)
-
-
-def one_line(error):
-    return " ".join(str(error).split())
 
 
 def load_accounts(path, accounts=(), regions=()):
@@ -89,11 +88,9 @@ def load_accounts(path, accounts=(), regions=()):
 def load_policy_file(path):
     """The file's policies data, after the file-level checks ``custodian validate``
     makes (schema, each element's validate() with vars unexpanded)."""
-    from broom.scp import ScpError, load_policies
-
     try:
-        load_policies(path)
-    except ScpError as e:
+        policyfile.load_checked(path)
+    except policyfile.PolicyFileError as e:
         raise PreflightError(str(e))
     with open(path) as f:
         return yaml.safe_load(f)

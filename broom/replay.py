@@ -210,17 +210,16 @@ class PolicyCache:
 
     def load(self, region):
         from c7n.config import Config
-        from c7n.exceptions import PolicyValidationError
-        from c7n.policy import load
         from c7n.resources.aws import AWS
+
+        from broom import policyfile
 
         config = AWS().initialize(Config.empty(region=region, output_dir=self.output_dir,
                                                account_id=self.account_id, cache_period=0))
         try:
-            collection = load(config, self.path)
-        except (PolicyValidationError, OSError, ValueError) as e:
-            raise ReplayError("%s: %s" % (self.path, e))
-        policies = list(collection or ())
+            policies = policyfile.load(self.path, config)
+        except policyfile.PolicyFileError as e:
+            raise ReplayError(str(e))
         for policy in policies:
             policy.expand_variables(policy.get_variables(dict(self.variables)))
             policy.validate()

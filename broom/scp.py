@@ -16,14 +16,12 @@ No AWS calls.
 import json
 from dataclasses import dataclass
 
-import yaml
-
+from broom import policyfile
 from c7n_broom import codes as code_lists
 from c7n_broom import principals
 
 SCP_LIMIT = 5120  # characters, as AWS Organizations counts them: whitespace included
 INSTANCES = "arn:aws:ec2:*:*:instance/*"
-LOAD_REGION = "na"  # c7n wants one to load a policy; nothing here depends on it
 
 
 class ScpError(ValueError):
@@ -145,28 +143,9 @@ def rule_of(policy):
 
 
 def load_policies(path):
-    """The policies of a file, loaded and validated by c7n (schema, then each element's
-    validate()), with variables left unexpanded. ScpError on any problem, in one line."""
-    from c7n.config import Config
-    from c7n.exceptions import PolicyValidationError
-    from c7n.policy import load
-
+    """The policies of a file, loaded and validated by c7n with variables left
+    unexpanded. ScpError on any problem, in one line."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise ScpError("%s: not a readable policy file (%s)" % (path, one_line(e)))
-    if not isinstance(data, dict) or not isinstance(data.get("policies"), list):
-        raise ScpError("%s: no 'policies:' list at the top; a Custodian policy file "
-                       "starts with 'policies:'" % path)
-    # As `custodian validate` does: no credentials, no account lookup.
-    config = Config.empty(dryrun=True, account_id="na", region=LOAD_REGION)
-    try:
-        collection = load(config, str(path))
-    except (PolicyValidationError, OSError, ValueError) as e:
-        raise ScpError("%s: %s" % (path, one_line(e)))
-    return list(collection or ())
-
-
-def one_line(error):
-    return " ".join(str(error).split())
+        return policyfile.load_checked(path)
+    except policyfile.PolicyFileError as e:
+        raise ScpError(str(e))
