@@ -18,7 +18,8 @@ log = logging.getLogger("custodian.broom.actions")
 TERMINATING_ACTIONS = ("terminate", "safe-terminate")
 DEFAULT_MAX_MESSAGES = 20
 DEFAULT_FLEET_PERIOD = 3600
-ACTORS = {"RunInstances": "Launched by", "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
+ACTORS = {"RunInstances": "Launched by", "CreateFleet": "Launched by",
+          "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
 
 
 @dataclass

@@ -89,10 +89,12 @@ def decide(resources, creator, account_id, settings, anomalies=None, uncapped=()
 
 def cap_free(resource, event_name):
     """True when the cap does not apply to a violator: a launch without a Code, or with
-    an empty one, is the launcher's own doing; a bad code list cannot cause it. Codes
-    that are set but not allowed, and every violation a tag change causes, are capped."""
+    an empty one, is the launcher's own doing; a bad code list cannot cause it. That
+    holds for every call that launches (RunInstances, an instant CreateFleet: the same
+    request, for many instance types at once). Codes that are set but not allowed, and
+    every violation a tag change causes, are capped."""
     reason = events.get_path(resource, codes.ANNOTATION, "reason")
-    return event_name == "RunInstances" and reason in (codes.MISSING, codes.EMPTY)
+    return event_name in events.LAUNCH_CALLS and reason in (codes.MISSING, codes.EMPTY)
 
 
 def held_because(count, prior, cap):

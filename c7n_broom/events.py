@@ -28,6 +28,28 @@ def _items(value, *path):
     return [item for item in items if isinstance(item, dict)]
 
 
+def as_list(value):
+    """A repeated element of an XML-derived record as a list.
+
+    CloudTrail records some EC2 calls (CreateFleet) in the shape of EC2's XML
+    response, where a list holding one element is recorded as that element alone:
+    ``{"item": {...}}`` rather than ``{"item": [{...}]}``. None gives [].
+    """
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+#: CloudTrail calls that launch EC2 instances and name them in their response:
+#: RunInstances, and CreateFleet of type ``instant`` (docs/launch-paths.md).
+LAUNCH_CALLS = ("RunInstances", "CreateFleet")
+
+
+def is_launch(record):
+    """True for the record of a call that launches instances (LAUNCH_CALLS)."""
+    return field(record, "eventName") in LAUNCH_CALLS
+
+
 def cloudtrail_record(event):
     """The CloudTrail record of an event.
 
@@ -48,9 +70,13 @@ def cloudtrail_record(event):
 def request_tags(record, resource_type="instance"):
     """Tags the request asked for on resources of ``resource_type``, as a dict.
 
-    CloudTrail records them under
-    ``requestParameters.tagSpecificationSet.items[].{resourceType, tags[].{key, value}}``.
+    CloudTrail records them for RunInstances under
+    ``requestParameters.tagSpecificationSet.items[].{resourceType, tags[].{key, value}}``
+    and for CreateFleet under ``requestParameters.CreateFleetRequest.TagSpecification``
+    (see ``fleet_request_tags``).
     """
+    if field(record, "eventName") == "CreateFleet":
+        return fleet_request_tags(record, resource_type)
     tags = {}
     for spec in _items(record, "requestParameters", "tagSpecificationSet", "items"):
         if spec.get("resourceType") != resource_type:
@@ -63,14 +89,56 @@ def request_tags(record, resource_type="instance"):
     return tags
 
 
+def fleet_request_tags(record, resource_type="instance"):
+    """Tags a CreateFleet request asked for on resources of ``resource_type``.
+
+    CloudTrail records the request in EC2's query shape:
+    ``requestParameters.CreateFleetRequest.TagSpecification[].{ResourceType,
+    Tag[].{Key, Value}}``, where a list of one may be recorded as the element alone
+    and a value that looks like a number may be recorded as one. Only string values
+    are kept: ``007`` recorded as 7 is not the tag EC2 holds, and a tag the record
+    does not tell exactly is left to EC2 (DescribeInstances, DescribeTags) to say.
+    """
+    tags = {}
+    specs = get_path(record, "requestParameters", "CreateFleetRequest", "TagSpecification")
+    for spec in as_list(specs):
+        if not isinstance(spec, dict) or spec.get("ResourceType") != resource_type:
+            continue
+        for tag in as_list(spec.get("Tag")):
+            if (isinstance(tag, dict) and isinstance(tag.get("Key"), str)
+                    and isinstance(tag.get("Value", ""), str)):
+                tags[tag["Key"]] = tag.get("Value", "")
+    return tags
+
+
 def launched_instances(record):
-    """Instance ids launched by a RunInstances record, in the record's order."""
-    ids = []
-    for item in _items(record, "responseElements", "instancesSet", "items"):
-        instance_id = item.get("instanceId")
-        if isinstance(instance_id, str) and instance_id.startswith("i-"):
-            ids.append(instance_id)
-    return ids
+    """Instance ids a launch record (RunInstances, CreateFleet) names as launched, in
+    the record's order.
+
+    RunInstances: ``responseElements.instancesSet.items[].instanceId``. CreateFleet
+    (type ``instant``; other types launch later and name nothing here):
+    ``responseElements.CreateFleetResponse.fleetInstanceSet.item[].instanceIds.item[]``,
+    each list possibly recorded as its only element; the ``errorSet`` beside it
+    lists what could not be launched and names no instance.
+    """
+    if field(record, "eventName") == "CreateFleet":
+        found = []
+        response = get_path(record, "responseElements", "CreateFleetResponse")
+        for launched in as_list(get_path(response, "fleetInstanceSet", "item")):
+            found.extend(as_list(get_path(launched, "instanceIds", "item")))
+    else:
+        found = [item.get("instanceId")
+                 for item in _items(record, "responseElements", "instancesSet", "items")]
+    return [i for i in found if isinstance(i, str) and i.startswith("i-")]
+
+
+def with_instances(record, instance_ids):
+    """The ``responseElements`` of a launch record of ``record``'s call naming exactly
+    ``instance_ids``, in that call's shape (what the policies' ``ids`` read)."""
+    if field(record, "eventName") == "CreateFleet":
+        return {"CreateFleetResponse": {"fleetInstanceSet": {"item": [
+            {"instanceIds": {"item": list(instance_ids)}}]}}}
+    return {"instancesSet": {"items": [{"instanceId": i} for i in instance_ids]}}
 
 
 def text(value):
@@ -107,9 +175,12 @@ def envelope(record, account=None, region=None, event_id=None):
 def skip_reason(event):
     """Why a CloudTrail event cannot be acted on, or None when it can.
 
-    A failed call (``errorCode``) launched or changed nothing; a RunInstances record
-    without ``responseElements`` names no instance. Events that are not CloudTrail
-    records (schedules, state changes) are not judged here.
+    A failed call (``errorCode``) launched or changed nothing; a launch record
+    without instances in its ``responseElements`` names no instance: a RunInstances
+    record with a null response, a CreateFleet that launched nothing (only an
+    ``errorSet``), or one of type ``request`` or ``maintain``, which launches later
+    with its own RunInstances records. Events that are not CloudTrail records
+    (schedules, state changes) are not judged here.
     """
     record = cloudtrail_record(event)
     if record is None:
@@ -117,9 +188,14 @@ def skip_reason(event):
     if record.get("errorCode"):
         return "the call failed (%s: %s)" % (text(record.get("errorCode")),
                                              text(record.get("errorMessage"))[:200])
-    if record.get("eventName") == "RunInstances" and not launched_instances(record):
-        return "RunInstances record names no launched instance (responseElements %s)" % (
-            "is null" if record.get("responseElements") is None else "has no instance ids")
+    if is_launch(record) and not launched_instances(record):
+        why = ("is null" if record.get("responseElements") is None else
+               "has no instance ids")
+        fleet_type = field(record, "requestParameters", "CreateFleetRequest", "Type")
+        if field(record, "eventName") == "CreateFleet" and fleet_type not in ("", "instant"):
+            why += " (a fleet of type %s launches later, by RunInstances)" % _show(fleet_type)
+        return "%s record names no launched instance (responseElements %s)" % (
+            field(record, "eventName"), why)
     return None
 
 
@@ -251,25 +327,28 @@ def age_seconds(record, now=None):
 
 
 def launch_mismatch(record, launch_time):
-    """Why a RunInstances record cannot be the launch of an instance with this
-    LaunchTime, or None. Records of other calls are not judged here.
+    """Why a launch record (RunInstances, CreateFleet) cannot be the launch of an
+    instance with this LaunchTime, or None. Records of other calls are not judged here.
 
     A record naming an instance launched at another time is forged or stale (a
     replayed log file, a dead-letter message, an instance stopped and started since):
-    Broom must not act on it.
+    Broom must not act on it. An instant CreateFleet launches while the call runs,
+    as RunInstances does, so the same tolerance applies.
     """
-    if field(record, "eventName") != "RunInstances":
+    if not is_launch(record):
         return None
+    call = field(record, "eventName")
     event_time = parse_time(record.get("eventTime"))
     if event_time is None:
-        return "the RunInstances record has no valid eventTime (%s)" % _show(
-            record.get("eventTime"))
+        return "the %s record has no valid eventTime (%s)" % (call, _show(
+            record.get("eventTime")))
     launched = parse_time(launch_time)
     if launched is None:
         return "EC2 shows no launch time for it"
     if abs((launched - event_time).total_seconds()) > LAUNCH_TOLERANCE:
-        return "EC2 shows it launched at %s, but the RunInstances record is from %s" % (
-            launched.strftime("%Y-%m-%dT%H:%M:%SZ"), event_time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return "EC2 shows it launched at %s, but the %s record is from %s" % (
+            launched.strftime("%Y-%m-%dT%H:%M:%SZ"), call,
+            event_time.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return None
 
 

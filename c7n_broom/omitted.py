@@ -1,13 +1,20 @@
-"""RunInstances records that do not list the instances they launched.
+"""Launch records (RunInstances, CreateFleet) that do not list the instances they
+launched.
 
 CloudTrail replaces an element that is too large with ``{"omitted": true}``: the
 record of a large launch (or of one with many large tags) then names no instance, and
 c7n, which reads the ids from ``responseElements``, would see nothing at all. Broom
-finds the instances by what the record still carries, the request's client token
-(DescribeInstances filter ``client-token``: EC2 ties a token to one request in the
-account, so nobody else's launch can share it), hands them to the policy as if the
-record had listed them (the launch-time check still applies), and, whatever it finds,
-publishes an alert naming the event and who made the call.
+finds the instances by what the record still carries, hands them to the policy as if
+the record had listed them (the launch-time check still applies), and, whatever it
+finds, publishes an alert naming the event and who made the call. What it looks them
+up by is something the launcher cannot give another launch's instances:
+
+- RunInstances: the request's client token (DescribeInstances filter
+  ``client-token``: EC2 ties a token to one request in the account);
+- CreateFleet: the fleet id, when the response still has it, through the
+  ``aws:ec2:fleet-id`` tag EC2 puts on a fleet's instances (users cannot set
+  ``aws:`` tags). Without it, the alert says the launch could not be checked; the
+  periodic sweep (policies/ec2-tags-sweep.yml) finds its instances later.
 """
 import json
 import logging
@@ -23,15 +30,23 @@ from c7n_broom.report import ascii_subject, describe_creator
 log = logging.getLogger("custodian.broom.omitted")
 
 
+#: Where each launch call's response may say that CloudTrail omitted the instances.
+OMITTED_AT = {
+    "RunInstances": (("omitted",), ("instancesSet", "omitted")),
+    "CreateFleet": (("omitted",), ("CreateFleetResponse", "omitted"),
+                    ("CreateFleetResponse", "fleetInstanceSet", "omitted")),
+}
+
+
 def is_omitted(record):
-    """True for a RunInstances record whose launched instances CloudTrail left out."""
-    if events.field(record, "eventName") != "RunInstances" or record.get("errorCode"):
+    """True for a launch record whose launched instances CloudTrail left out."""
+    paths = OMITTED_AT.get(events.field(record, "eventName"))
+    if not paths or record.get("errorCode"):
         return False
     response = record.get("responseElements")
     if not isinstance(response, dict) or events.launched_instances(record):
         return False
-    return (response.get("omitted") is True
-            or events.get_path(response, "instancesSet", "omitted") is True)
+    return any(events.get_path(response, *path) is True for path in paths)
 
 
 def client_token(record):
@@ -39,12 +54,32 @@ def client_token(record):
     return token if isinstance(token, str) and token.strip() else None
 
 
-def find(client, token, retry):
-    """Ids of the instances a request with this client token launched."""
+def fleet_id(record):
+    """The id of the fleet a CreateFleet record created, if its response still says."""
+    found = events.get_path(record, "responseElements", "CreateFleetResponse", "fleetId")
+    return found if isinstance(found, str) and found.startswith("fleet-") else None
+
+
+def lookup(record):
+    """(DescribeInstances filter, what it is, for the alert) that finds the instances
+    of an omitted launch record; (None, why not) when the record carries nothing to
+    find them by."""
+    if events.field(record, "eventName") == "CreateFleet":
+        fleet = fleet_id(record)
+        if not fleet:
+            return None, "the record has no fleet id to look the launch up by"
+        return {"Name": "tag:aws:ec2:fleet-id", "Values": [fleet]}, "the fleet's id"
+    token = client_token(record)
+    if not token:
+        return None, "the record has no client token to look the launch up by"
+    return {"Name": "client-token", "Values": [token]}, "the request's client token"
+
+
+def find(client, lookup_filter, retry):
+    """Ids of the instances a DescribeInstances filter (``lookup``) finds."""
     ids = []
     paginator = client.get_paginator("describe_instances")
-    pages = retry(lambda: list(paginator.paginate(
-        Filters=[{"Name": "client-token", "Values": [token]}])))
+    pages = retry(lambda: list(paginator.paginate(Filters=[lookup_filter])))
     for page in pages:
         for reservation in page.get("Reservations", []):
             ids.extend(i["InstanceId"] for i in reservation.get("Instances", []))
@@ -75,11 +110,12 @@ def session_for(event, policy_data):
 def alert(record, found, why):
     """(subject, body) of the alert for an omitted record."""
     creator = creator_from_record(record)
-    subject = "Broom: a RunInstances record in %s lists no instances" % text.readable(
-        events.field(record, "awsRegion"), 30)
+    call = events.field(record, "eventName")
+    subject = "Broom: a %s record in %s lists no instances" % (
+        call, text.readable(events.field(record, "awsRegion"), 30))
     lines = [
-        "CloudTrail left the launched instances out of a RunInstances record (an "
-        "element too large to record is replaced with {\"omitted\": true}).",
+        "CloudTrail left the launched instances out of a %s record (an element too "
+        "large to record is replaced with {\"omitted\": true})." % call,
         "",
         "Event:          %s at %s" % (text.readable(events.field(record, "eventID")),
                                       text.readable(events.field(record, "eventTime"))),
@@ -103,26 +139,26 @@ def resolve(event, policy_data, retry):
     """The event with the instances found listed in its record, or None when none was
     found; publishes the alert either way."""
     record = event["detail"]
-    token = client_token(record)
+    lookup_filter, by = lookup(record)
     session = session_for(event, policy_data)
-    found, why = [], "nothing: the record has no client token to look the launch up by"
-    if token:
+    found, why = [], "nothing: %s" % by
+    if lookup_filter:
         try:
-            found = find(session.client("ec2", region_name=event.get("region")), token, retry)
-            why = ("%d instance(s) by the request's client token" % len(found) if found else
-                   "nothing: no instance carries the request's client token")
+            found = find(session.client("ec2", region_name=event.get("region")),
+                         lookup_filter, retry)
+            why = ("%d instance(s) by %s" % (len(found), by) if found else
+                   "nothing: no instance carries %s" % by)
         except ClientError as e:
             log.error("cannot look up the instances of event %s: %s",
                       events.field(record, "eventID"), e)
             why = "nothing: DescribeInstances failed (%s)" % e.response["Error"]["Code"]
-    log.warning("RunInstances event %s lists no instances (omitted by CloudTrail): found %s",
-                events.field(record, "eventID"), why)
+    log.warning("%s event %s lists no instances (omitted by CloudTrail): found %s",
+                events.field(record, "eventName"), events.field(record, "eventID"), why)
     publish_alert(session, policy_data, record, found, why, retry)
     if not found:
         return None
     detail = json.loads(json.dumps(record))
-    detail["responseElements"] = {"instancesSet": {"items": [
-        {"instanceId": instance_id} for instance_id in found]}}
+    detail["responseElements"] = events.with_instances(record, found)
     return dict(event, detail=detail)
 
 

@@ -55,9 +55,8 @@ def slim_event(event, instance_ids, due):
     id), the record's identity and timing, the held instance ids, and the marker."""
     record = event.get("detail") or {}
     detail = {key: record[key] for key in RECORD_FIELDS if key in record}
-    if record.get("eventName") == "RunInstances":
-        detail["responseElements"] = {"instancesSet": {"items": [
-            {"instanceId": instance_id} for instance_id in instance_ids]}}
+    if events.is_launch(record):  # RunInstances, CreateFleet: in the call's own shape
+        detail["responseElements"] = events.with_instances(record, instance_ids)
     else:  # CreateTags / DeleteTags: the resources, and which tag keys the call touched
         tag_set = events.get_path(record, "requestParameters", "tagSet", "items")
         detail["requestParameters"] = {

@@ -39,13 +39,13 @@ def test_omitted_launch_is_found_by_client_token_handed_over_and_alerted(
     """Before: skipped with an INFO line; the whole launch went unseen."""
     ids = launch(count=2)
     looked_up = []
-    monkeypatch.setattr(omitted, "find", lambda client, token, retry: looked_up.append(
-        token) or ids)
+    monkeypatch.setattr(omitted, "find", lambda client, by, retry: looked_up.append(
+        by) or ids)
     event = omitted_event(ids)
 
     handler.run(event, None)
 
-    assert looked_up == [TOKEN]
+    assert looked_up == [{"Name": "client-token", "Values": [TOKEN]}]
     [forwarded] = handed_over
     assert [i["instanceId"] for i in forwarded["detail"]["responseElements"][
         "instancesSet"]["items"]] == ids
@@ -77,5 +77,5 @@ def test_find_pages_through_instances_with_the_client_token_filter(aws):
         stub.add_response("describe_instances", {
             "Reservations": [{"Instances": [{"InstanceId": "i-0000000000000000b"}]}]},
             dict(filters, NextToken="page-2"))
-        found = omitted.find(client, TOKEN, lambda f, *a, **kw: f(*a, **kw))
+        found = omitted.find(client, filters["Filters"][0], lambda f, *a, **kw: f(*a, **kw))
     assert found == ["i-0000000000000000a", "i-0000000000000000b"]

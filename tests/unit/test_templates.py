@@ -280,7 +280,7 @@ def test_member_forwards_only_aws_events_of_the_subscribed_calls_to_the_hub_bus(
         "source": ["aws.ec2"],
         "detail-type": ["AWS API Call via CloudTrail"],
         "detail": {"eventSource": ["ec2.amazonaws.com"],
-                   "eventName": ["RunInstances", "CreateTags", "DeleteTags"]}}
+                   "eventName": ["RunInstances", "CreateFleet", "CreateTags", "DeleteTags"]}}
     assert sorted(rule["Properties"]["EventPattern"]["detail"]["eventName"]) == subscribed
     assert target["Arn"] == (
         "arn:${AWS::Partition}:events:${AWS::Region}:${HubAccountId}:event-bus/default")
