@@ -72,7 +72,9 @@ class CreatorReport(EventAction):
     spot request is reported once per run, naming what to fix there; one whose
     instances were all terminated, at most once per ``fleet-report-period`` seconds
     (default 3600), so a relaunch loop cannot flood the topic. An instance is
-    reported once per event, however often EventBridge delivers it. Both records
+    reported once per event, however often EventBridge delivers it, and an EC2
+    Fleet's instance once per launch (an instant fleet's CreateFleet and the
+    RunInstances EC2 Fleet makes for it are one launch). Both records
     live in Broom's DynamoDB table ``state-table`` (default ``broom-state``, see
     ``c7n_broom.state``), never in tags; without the table, reports are sent anyway,
     repeats included.
@@ -132,7 +134,7 @@ class CreatorReport(EventAction):
     def process(self, resources, event=None):
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
-        event_id = events.field(record, "eventID")
+        event_id = events.report_key(record)  # per event; per launch for EC2 Fleets
         if event_id and recheck.held_ids(event):  # the re-check reports what it does
             event_id += "#recheck"
         table = state.for_element(self, clock=self.clock)

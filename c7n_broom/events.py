@@ -132,6 +132,25 @@ def launched_instances(record):
     return [i for i in found if isinstance(i, str) and i.startswith("i-")]
 
 
+#: The ``invokedBy`` of the RunInstances records EC2 Fleet makes to launch a fleet's
+#: instances (for an instant fleet, with its caller's identity).
+EC2_FLEET = "ec2fleet.amazonaws.com"
+
+
+def report_key(record):
+    """What repeat suppression keys an instance's report on: the record's event id,
+    except for an EC2 Fleet's launch, keyed on the launch itself ("fleet-launch"). An
+    instant fleet's launch can reach Broom as two records, the CreateFleet its caller
+    made and the RunInstances EC2 Fleet made for it (``invokedBy``
+    ``ec2fleet.amazonaws.com``, set by AWS): one report for both. Other records keep
+    one report per event."""
+    fleet_made = (field(record, "eventName") == "RunInstances"
+                  and field(record, "userIdentity", "invokedBy") == EC2_FLEET)
+    if field(record, "eventName") == "CreateFleet" or fleet_made:
+        return "fleet-launch"
+    return field(record, "eventID")
+
+
 def with_instances(record, instance_ids):
     """The ``responseElements`` of a launch record of ``record``'s call naming exactly
     ``instance_ids``, in that call's shape (what the policies' ``ids`` read)."""
