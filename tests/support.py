@@ -94,6 +94,116 @@ def tag_event(record, resource_ids, tags):
     return eventbridge_envelope(detail)
 
 
+#: A Karpenter controller's session (EKS pod identity through web identity federation):
+#: who makes CreateFleet calls for a Kubernetes cluster's nodes.
+NODE_PROVISIONER = {
+    "type": "AssumedRole",
+    "principalId": "AROAEXAMPLEKARPENTER1:1715000000000000000",
+    "arn": "arn:aws:sts::%s:assumed-role/KarpenterController-demo/1715000000000000000"
+           % ACCOUNT,
+    "accountId": ACCOUNT,
+    "accessKeyId": "ASIAEXAMPLEKEYID1234",
+    "sessionContext": {
+        "sessionIssuer": {
+            "type": "Role", "principalId": "AROAEXAMPLEKARPENTER1",
+            "arn": "arn:aws:iam::%s:role/KarpenterController-demo" % ACCOUNT,
+            "accountId": ACCOUNT, "userName": "KarpenterController-demo"},
+        "webIdFederationData": {
+            "federatedProvider": "arn:aws:iam::%s:oidc-provider/oidc.eks.us-east-1."
+                                 "amazonaws.com/id/EXAMPLE0D8C7B6A5" % ACCOUNT,
+            "attributes": {}},
+        "attributes": {"creationDate": "2026-01-05T09:00:00Z", "mfaAuthenticated": "false"}},
+}
+
+
+def _xml_list(values, single_as_element):
+    """A repeated XML element as CloudTrail records it: ``{"item": [...]}``, or, for
+    one element with ``single_as_element``, ``{"item": element}``."""
+    values = list(values)
+    return {"item": values[0] if single_as_element and len(values) == 1 else values}
+
+
+def create_fleet_event(groups, tags=None, errors=(), identity=None, fleet_type="instant",
+                       single_as_element=True, account=ACCOUNT, region=REGION,
+                       event_time=None, fleet_id="fleet-0a1b2c3d-4e5f-6789-abcd-ef0123456789"):
+    """An EventBridge envelope for a CreateFleet record (no recorded one ships with the
+    tests: this one is BUILT, not recorded).
+
+    Its shape is the documented one: the CreateFleet API reference's response
+    (``fleetId``, ``fleetInstanceSet`` of CreateFleetInstance with ``instanceIds``,
+    ``errorSet`` of CreateFleetError, instant fleets only) in EC2's XML form as
+    CloudTrail records it, ``responseElements.CreateFleetResponse.fleetInstanceSet
+    .item[].instanceIds.item[]``, where a list of one is the element alone
+    (``single_as_element``); and the request as recorded CreateFleet records published
+    in aws-samples/siem-on-amazon-opensearch-service#98,
+    aws/karpenter-provider-aws#5850 and kubernetes-sigs/karpenter#2813 show it,
+    ``requestParameters.CreateFleetRequest`` with ``Type`` and
+    ``TagSpecification[].{ResourceType, Tag[].{Key, Value, tag}}``.
+
+    ``groups``: one list of instance ids per launched instance type (one
+    fleetInstanceSet item each); ``tags``: the request's instance tags; ``errors``:
+    error codes of what could not be launched; ``identity``: the userIdentity
+    (default: a Karpenter controller's session).
+    """
+    event_time = event_time or now_iso()
+    response = {"xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/",
+                "requestId": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b", "fleetId": fleet_id}
+    if groups:
+        response["fleetInstanceSet"] = _xml_list(
+            [{"launchTemplateAndOverrides": {
+                "launchTemplateSpecification": {"launchTemplateId": "lt-0abcdef1234567890",
+                                                "version": 1},
+                "overrides": {"instanceType": "t3.micro", "subnetId": "subnet-0123abcd"}},
+              "lifecycle": "on-demand",
+              "instanceIds": _xml_list(ids, single_as_element),
+              "instanceType": "t3.micro"} for ids in groups], single_as_element)
+    if errors:
+        response["errorSet"] = _xml_list(
+            [{"errorCode": code, "errorMessage": "There is no capacity for this request.",
+              "lifecycle": "on-demand"} for code in errors], single_as_element)
+    request = {
+        "TargetCapacitySpecification": {"DefaultTargetCapacityType": "on-demand",
+                                        "TotalTargetCapacity": sum(len(g) for g in groups)},
+        "Type": fleet_type,
+        "LaunchTemplateConfigs": {"LaunchTemplateSpecification": {
+            "LaunchTemplateName": "karpenter.k8s.aws/1234567890", "Version": "$Latest"},
+            "tag": 1},
+        "ClientToken": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    }
+    if tags is not None:
+        request["TagSpecification"] = [
+            {"ResourceType": "instance", "tag": 1, "Tag": [
+                {"Key": k, "Value": v, "tag": n} for n, (k, v) in enumerate(tags.items(), 1)]},
+            {"ResourceType": "fleet", "tag": 2, "Tag": [
+                {"Key": "karpenter.sh/nodepool", "Value": "default", "tag": 1}]}]
+    detail = {
+        "eventVersion": "1.10",
+        "userIdentity": copy.deepcopy(identity or NODE_PROVISIONER),
+        "eventTime": event_time,
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "CreateFleet",
+        "awsRegion": region,
+        "sourceIPAddress": "192.0.2.10",
+        "userAgent": "aws-sdk-go-v2/1.36.3 ua/2.1 os/linux lang/go#1.24.2 api/ec2#1.215.0 "
+                     "karpenter.sh-1.5.0",
+        "requestParameters": {"CreateFleetRequest": request},
+        "responseElements": {"CreateFleetResponse": response},
+        "requestID": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        "eventID": "3c5d7e9f-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    return {
+        "version": "0", "id": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+        "account": account, "time": event_time, "region": region,
+        "resources": [], "detail": detail,
+    }
+
+
 # --- EC2 ------------------------------------------------------------------------------
 
 def launch(count=1, tags=None, region=REGION, ec2=None, **params):
@@ -107,6 +217,31 @@ def launch(count=1, tags=None, region=REGION, ec2=None, **params):
             "ResourceType": "instance",
             "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
     return [i["InstanceId"] for i in ec2.run_instances(**params)["Instances"]]
+
+
+def launch_fleet(count=1, tags=None, region=REGION, ec2=None):
+    """Launch ``count`` instances with an instant EC2 Fleet (CreateFleet, as Karpenter
+    does) and return their ids; ``ec2`` as for :func:`launch`. ``tags`` go in the
+    request's instance TagSpecifications."""
+    ec2 = ec2 or boto3.client("ec2", region_name=region)
+    template = "broom-test-nodes"
+    if not ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [template]}])[
+            "LaunchTemplates"]:
+        ec2.create_launch_template(LaunchTemplateName=template, LaunchTemplateData={
+            "ImageId": IMAGE, "InstanceType": "t3.micro"})
+    params = dict(
+        Type="instant",
+        LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
+            "LaunchTemplateName": template, "Version": "$Latest"}}],
+        TargetCapacitySpecification={"TotalTargetCapacity": count,
+                                     "DefaultTargetCapacityType": "on-demand"})
+    if tags:
+        params["TagSpecifications"] = [{
+            "ResourceType": "instance",
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    response = ec2.create_fleet(**params)
+    return [i for launched in response["Instances"] for i in launched["InstanceIds"]]
 
 
 def states(instance_ids, ec2=None, region=REGION):
