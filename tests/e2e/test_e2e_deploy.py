@@ -19,6 +19,7 @@ from e2e_support import (
     lambda_rejects_duplicate_statement_ids,
     launch_trio,
     policy_data,
+    report_fields,
     report_summary,
     run_instances_record,
     server_inbox,
@@ -26,7 +27,15 @@ from e2e_support import (
     terminated_report,
     write_policy,
 )
-from support import ACCOUNT, POLICIES, REGION, launch, states
+from support import (
+    ACCOUNT,
+    POLICIES,
+    REGION,
+    create_fleet_event,
+    launch,
+    launch_fleet,
+    states,
+)
 
 POLICY_FILE = POLICIES / "ec2-tags.yml"
 POLICY = policy_data(POLICY_FILE.name)
@@ -83,7 +92,8 @@ def test_deploy_provisions_function_rule_target_and_permission_in_each_region(de
         assert json.loads(rule["EventPattern"]) == expected_pattern(POLICY) == {
             "source": ["aws.ec2"],
             "detail-type": ["AWS API Call via CloudTrail"],
-            "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["RunInstances"]}}
+            "detail": {"eventSource": ["ec2.amazonaws.com"],
+                       "eventName": ["RunInstances", "CreateFleet"]}}
         assert target["Arn"] == function["FunctionArn"]
         assert permission["Effect"] == "Allow"
         assert permission["Action"] == "lambda:InvokeFunction"
@@ -141,6 +151,35 @@ def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(
     assert again.ok, again.logs[-4000:]
     assert inbox.messages() == []
     assert states(instances.values(), ec2) == after_first
+
+
+def test_instant_fleet_event_terminates_its_untagged_instances_and_reports_once(deployed):
+    """An instant EC2 Fleet (CreateFleet, as Karpenter launches nodes) on moto's server,
+    and the CreateFleet record naming its instances, built from the documented shape
+    (support.create_fleet_event), delivered to the published archive."""
+    inbox = server_inbox(deployed)
+    ec2 = deployed.client("ec2")
+    untagged = launch_fleet(2, ec2=ec2)
+    [tagged] = launch_fleet(tags={"Code": "LOL"}, ec2=ec2)
+    # Two instance types: one fleetInstanceSet item each; the second holds one id,
+    # recorded as the element alone.
+    record = create_fleet_event([untagged, [tagged]])["detail"]
+
+    first = invoke_deployed(deployed, FUNCTION, record, REGION)
+    reports = inbox.messages()
+    again = invoke_deployed(deployed, FUNCTION, record, REGION)  # EventBridge retries
+
+    assert first.ok, first.logs[-4000:]
+    assert states(untagged + [tagged], ec2) == {
+        untagged[0]: "terminated", untagged[1]: "terminated", tagged: "running"}
+    assert sorted(by_instance(reports)) == sorted(untagged)
+    fields = report_fields(reports[0]["Message"])
+    assert report_summary(reports[0])["action taken"] == "terminated"
+    assert fields["Launched by"] == (
+        "KarpenterController-demo (session name is not meaningful; role shown)")
+    assert fields["Event"].startswith("CreateFleet at %s" % record["eventTime"])
+    assert again.ok, again.logs[-4000:]
+    assert inbox.messages() == []
 
 
 def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
