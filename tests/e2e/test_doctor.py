@@ -88,7 +88,7 @@ def test_all_ok_then_each_break_is_one_fail_line(deployed, monkeypatch):
                        % FUNCTION]
     events.put_rule(Name=FUNCTION, EventPattern=json.dumps({"source": ["aws.ec2"]}))
     assert fails() == ["FAIL rule %s: its pattern lacks eventSource ec2.amazonaws.com; its "
-                       "pattern lacks eventName RunInstances; it does not target the "
+                       "pattern lacks eventName CreateFleet, RunInstances; it does not target the "
                        "function: deploy again" % FUNCTION]
     events.put_rule(Name=FUNCTION, EventPattern=rule["EventPattern"])
     events.put_targets(Rule=FUNCTION, Targets=targets)
