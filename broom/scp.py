@@ -3,9 +3,13 @@
 Broom reacts within seconds; a service control policy can refuse the launch in the
 first place. The SCP denies RunInstances unless the request tags the instance with an
 allowed Code, and denies setting Code to another value or deleting it later (deleting
-every tag at once included). SCPs do not apply to service-linked roles (Auto Scaling,
-Spot Fleet) nor to the management account, so Broom's reactive policies are still
-needed.
+every tag at once included). An instant EC2 Fleet (CreateFleet, as Karpenter uses) is
+held to it too: each of its launches is authorised as the caller's ec2:RunInstances,
+with the fleet request's instance tags as request tags, and a denied one comes back in
+the fleet's errors. SCPs do not apply to service-linked roles (Auto Scaling groups,
+Spot Fleets, EC2 Fleets of type request or maintain, persistent spot requests launch
+through them) nor to the management account, so Broom's reactive policies are still
+needed (docs/launch-paths.md).
 
 The codes, the tag key and the exemptions come from the policy as c7n loads and
 validates it (variables left unexpanded, so overrides fall back to the policy's

@@ -110,6 +110,40 @@ def test_launch_from_a_template_that_sets_the_code(scp):
         "BroomDenyLaunchWithoutAllowedCode"]
 
 
+def instant_fleet(principal, instance_tags=None):
+    """The authorization requests of one CreateFleet call of type instant: CreateFleet
+    itself on the fleet and the launch template it names, then each launch authorized
+    as ec2:RunInstances of the CALLER, with the fleet request's instance tags as
+    aws:RequestTag (an instant fleet needs no service-linked role: EC2 User Guide, "EC2
+    Fleet prerequisites"; an SCP's explicit deny of ec2:RunInstances on instance/*
+    comes back in an instant fleet's errors, aws/karpenter-provider-aws#7370; and
+    Karpenter's published controller policy scopes ec2:RunInstances and
+    ec2:CreateFleet on instance/* with aws:RequestTag conditions, which only works if
+    the fleet's instance tags are the launch's request tags). Modelled, not checked
+    against a live account (moto evaluates no SCP)."""
+    requests = [request("ec2:CreateFleet", REGION_ARN + kind, principal)
+                for kind in ("fleet/fleet-0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                             "launch-template/lt-0abcdef1234567890")]
+    return requests + run_instances(principal, instance_tags)
+
+
+@pytest.mark.parametrize("tags, denied", [
+    ({"Code": "LOL", "karpenter.sh/nodepool": "default"}, []),
+    ({"karpenter.sh/nodepool": "default"}, ["BroomDenyLaunchWithoutAllowedCode"]),
+    (None, ["BroomDenyLaunchWithoutAllowedCode"]),
+    ({"Code": "NOPE"}, ["BroomDenyCodeOutsideTheList", "BroomDenyLaunchWithoutAllowedCode"]),
+])
+def test_an_instant_fleets_launches_are_held_to_the_same_rule(scp, tags, denied):
+    assert refusals(scp, instant_fleet(DEVELOPER, tags)) == denied
+
+
+def test_the_create_fleet_call_itself_is_not_what_the_scp_refuses(scp):
+    """Only the launches are refused: the call returns them as errors, and a fleet
+    whose instances are tagged with an allowed code is not held up by its own tags."""
+    assert not any(denied_by(scp, r) for r in instant_fleet(DEVELOPER)
+                   if r["action"] == "ec2:CreateFleet")
+
+
 # --- CreateTags / DeleteTags on existing instances -------------------------------------
 
 @pytest.mark.parametrize("tags, denied", [
