@@ -7,8 +7,9 @@ to load in Lambda; this one registers Broom first, then, with one log line each:
 - refuses events AWS did not emit, or not for a call the policies subscribe to
   (``events.untrusted``): the EventBridge rule already matches only ``source:
   aws.ec2``, this is the second line of defence;
-- skips events that cannot be acted on (failed calls, RunInstances records naming
-  no instance);
+- looks up the instances of a launch record CloudTrail cut (``omitted``);
+- skips events that cannot be acted on (failed calls, launch records, RunInstances
+  or CreateFleet, naming no instance);
 - logs one line per event it hands over to c7n, instead of c7n's full dump of the
   event (access key ids, source IPs, user agents), which is off unless the function's
   environment sets ``C7N_DEBUG_EVENT=yes``.
