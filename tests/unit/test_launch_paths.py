@@ -6,16 +6,22 @@ The CreateFleet records here are built by ``support.create_fleet_event`` from th
 documented shape (its docstring says where it comes from); none is recorded.
 """
 import copy
+import json
 
+import boto3
 import pytest
 from c7n.cwe import CloudWatchEvents
+from click.testing import CliRunner
 
+import broom.replay
+from broom.cli import cli
 from c7n_broom import decisions, events, handler, omitted, recheck
 
 from support import (
     ACCOUNT,
     IDENTITIES,
     REGION,
+    REPO,
     create_fleet_event,
     launch,
     launch_fleet,
@@ -284,7 +290,6 @@ def test_a_plain_run_instances_record_keeps_one_report_per_event():
 def test_a_fleet_an_auto_scaling_group_creates_is_reported_as_auto_scalings(inbox):
     """Auto Scaling groups with several instance types launch through CreateFleet,
     recorded under Auto Scaling's service-linked role."""
-    import json
     identity = json.loads((IDENTITIES / "service-linked-autoscaling.json").read_text())
     [instance] = launch_fleet()
     report_only().push(create_fleet_event([[instance]], identity=identity))
@@ -349,3 +354,26 @@ def test_a_recheck_of_a_fleets_instances_names_them_the_way_the_policy_reads():
     assert events.untrusted(slim, events.subscriptions(
         [policy_data()["mode"]], CloudWatchEvents.trail_events)) is None
     assert ACCOUNT == slim["account"] and REGION == slim["region"]
+
+
+# 5. broom replay ------------------------------------------------------------------------
+
+def test_replay_handles_a_dead_lettered_create_fleet_event(inbox, aws, monkeypatch):
+    """A CreateFleet event the function could not handle is replayed like a
+    RunInstances one: its instances judged, the violator terminated."""
+    monkeypatch.setattr(broom.replay, "WAIT_SECONDS", 0)
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="broom-dead-letters")["QueueUrl"]
+    [untagged] = launch_fleet()
+    [tagged] = launch_fleet(tags={"Code": "LOL"})
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
+        create_fleet_event([[untagged], [tagged]])))
+
+    result = CliRunner().invoke(cli, [
+        "replay", str(REPO / "policies" / "ec2-tags.yml"), "sqs://broom-dead-letters",
+        "--execute"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "CreateFleet" in result.output
+    assert "%s  missing  terminated" % untagged in result.output
+    assert states([untagged, tagged]) == {untagged: "terminated", tagged: "running"}
