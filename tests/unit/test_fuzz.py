@@ -54,6 +54,7 @@ from support import (
     REGION,
     Inbox,
     assert_inert,
+    create_fleet_event,
     launch,
     load_policy,
     now_iso,
@@ -242,6 +243,44 @@ def test_event_readers_never_raise_and_return_what_they_document(event):
     for cloudtrail in (False, True):
         problem = events.malformed(event, cloudtrail=cloudtrail)
         assert problem is None or (type(problem) is str and problem)
+
+
+@st.composite
+def create_fleet_records(draw):
+    """A CreateFleet record of the documented shape (support.create_fleet_event), its
+    XML-derived lists drawn in either form, then mutated."""
+    groups = draw(st.lists(st.lists(unknown_ids, min_size=1, max_size=3), max_size=3))
+    detail = create_fleet_event(
+        groups, tags=draw(st.none() | st.dictionaries(any_text, any_text, max_size=3)),
+        errors=draw(st.lists(any_text, max_size=2)),
+        single_as_element=draw(st.booleans()))["detail"]
+    for _ in range(draw(st.sampled_from([0, 1, 2, 4]))):
+        path = draw(st.sampled_from([()] + paths(detail)))
+        action = draw(st.sampled_from(["delete", "replace", "add"]))
+        if action == "delete" and not path:
+            action = "replace"
+        detail = mutate(detail, path, action, draw(json_values | unknown_ids))
+    return detail
+
+
+@fuzz_settings(300)
+@given(record=create_fleet_records())
+def test_the_policy_acts_on_no_instance_broom_does_not_read_from_a_create_fleet_record(
+        record):
+    """Whatever a CreateFleet record holds, every instance id c7n extracts with the
+    shipped policy's ``ids`` is one Broom reads as launched (or c7n gets nothing it can
+    use: the handler refuses non-string ids); Broom's readers never raise."""
+    launched = events.launched_instances(record)
+    tags = events.request_tags(record)
+    assert all(type(i) is str and i.startswith("i-") for i in launched)
+    assert all(type(k) is str and type(v) is str for k, v in tags.items())
+    if not isinstance(record, dict) or record.get("eventName") != "CreateFleet":
+        return
+    record = dict(record, eventSource="ec2.amazonaws.com")
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    extracted = CloudWatchEvents.get_ids({"detail": record}, data["mode"]) or []
+    usable = [i for i in extracted if isinstance(i, str) and i.startswith("i-")]
+    assert set(usable) <= set(launched) or events.unusable_ids(extracted)
 
 
 @fuzz_settings(250)
