@@ -1,5 +1,5 @@
 """End to end: policies/ec2-tags-hub.yml deployed in a central (hub) account handles a
-member account's RunInstances event by assuming the member's role, never acting in
+member account's RunInstances (or CreateFleet) event by assuming the member's role, never acting in
 the hub.
 """
 import json
@@ -19,7 +19,7 @@ from e2e_support import (
     server_inbox,
     terminated_report,
 )
-from support import ACCOUNT, POLICIES, REGION, launch, states
+from support import ACCOUNT, POLICIES, REGION, create_fleet_event, launch, launch_fleet, states
 
 POLICY_FILE = POLICIES / "ec2-tags-hub.yml"
 POLICY = policy_data(POLICY_FILE.name)
@@ -83,3 +83,23 @@ def test_member_event_terminates_in_the_member_and_never_in_the_hub(hub):
     assert set(states(hub_instances, hub_ec2).values()) == {"running"}
     assert [report_summary(m) for m in inbox.messages()] == [
         terminated_report(invalid, "invalid", REGION, account=MEMBER, topic_account=HUB)]
+
+
+def test_member_instant_fleet_is_judged_in_the_member(hub):
+    """A member's instant EC2 Fleet (its CreateFleet record, built from the documented
+    shape: support.create_fleet_event) reaches the hub like a RunInstances one."""
+    inbox = server_inbox(hub)
+    member_ec2 = hub.client("ec2", account=MEMBER)
+    [valid] = launch_fleet(ec2=member_ec2, tags={"Code": "LOL"})
+    [invalid] = launch_fleet(ec2=member_ec2, tags={"Code": "NOPE"})
+    record = create_fleet_event([[valid], [invalid]], account=MEMBER)["detail"]
+
+    result = invoke_deployed(hub, FUNCTION, record, REGION, account=MEMBER,
+                             function_account=HUB)
+
+    assert result.ok, result.logs[-4000:]
+    assert "Assuming member role:arn:aws:iam::%s:role/broom-member" % MEMBER in result.logs
+    assert states([valid, invalid], member_ec2) == {valid: "running", invalid: "terminated"}
+    [report] = inbox.messages()
+    assert report_summary(report)["instance"] == invalid
+    assert report_summary(report)["account"] == MEMBER
