@@ -1,6 +1,6 @@
 """Launches the RunInstances rule alone may not see: an instant EC2 Fleet (CreateFleet,
-as Karpenter and Auto Scaling groups with several instance types use) names the
-instances it launched in its own record. See docs/launch-paths.md.
+as Karpenter and other node provisioners use) names the instances it launched in its
+own record. See docs/launch-paths.md.
 
 The CreateFleet records here are built by ``support.create_fleet_event`` from the
 documented shape (its docstring says where it comes from); none is recorded.
@@ -288,8 +288,8 @@ def test_a_plain_run_instances_record_keeps_one_report_per_event():
 
 
 def test_a_fleet_an_auto_scaling_group_creates_is_reported_as_auto_scalings(inbox):
-    """Auto Scaling groups with several instance types launch through CreateFleet,
-    recorded under Auto Scaling's service-linked role."""
+    """Auto Scaling makes CreateFleet calls too (a published record,
+    aws-samples/siem-on-amazon-opensearch-service#98), under its service-linked role."""
     identity = json.loads((IDENTITIES / "service-linked-autoscaling.json").read_text())
     [instance] = launch_fleet()
     report_only().push(create_fleet_event([[instance]], identity=identity))
