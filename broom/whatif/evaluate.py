@@ -32,6 +32,7 @@ NONE = "none"
 ACTIONS = {TERMINATE: "terminate", REPORT_ONLY: "report only", EXEMPT: "exempt",
            HELD: "held by the cap", FLEET: "left to its fleet", NONE: "nothing"}
 
+SCP_CACHE = 10_000
 #: Principals SCPs never apply to: service-linked roles (path aws-service-role/).
 SERVICE_LINKED = ":role/aws-service-role/"
 
@@ -145,6 +146,7 @@ class Judge:
     def __init__(self, rule):
         self.rule = rule
         self.counts = {}  # (account, principal) -> {window index: terminations}
+        self.scp_cache = {}
 
     def __call__(self, launch):
         record = launch.record
@@ -183,12 +185,25 @@ class Judge:
             for item in _items(record):
                 tags["instance"] = dict(_user_tags(item), **tags["instance"])
                 break
-        refused = sorted({sid for request in scp_eval.launch_requests(
-            region, account, principal, tags) for sid in scp_eval.denied_by(
-                self.rule.scp, request)})
+        refused = self.refusals(principal, region, account, tuple(
+            (kind, tuple(sorted(kind_tags.items()))) for kind, kind_tags in tags.items()))
         if refused:
             return {"scp": "deny", "scp_statements": refused}
         return {"scp": "allow"}
+
+    def refusals(self, principal, region, account, tags):
+        """The SCP statements refusing a launch; launches mostly repeat the same
+        principals and tags, so answers are kept (up to SCP_CACHE of them)."""
+        key = (principal, region, account, tags)
+        if key not in self.scp_cache:
+            if len(self.scp_cache) >= SCP_CACHE:
+                self.scp_cache.clear()
+            requests = scp_eval.launch_requests(region, account, principal,
+                                                {kind: dict(items) for kind, items in tags})
+            self.scp_cache[key] = sorted({sid for request in requests
+                                          for sid in scp_eval.denied_by(self.rule.scp,
+                                                                        request)})
+        return self.scp_cache[key]
 
     # --- Broom -----------------------------------------------------------------------
 
