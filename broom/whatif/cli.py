@@ -117,7 +117,7 @@ def simulate(rule, files, selection, options, echo):
         if isinstance(item, sources.Skipped):
             echo("broom whatif: skipped %s: %s" % (item.label, item.why), err=True)
         if show_progress:
-            echo("\rbroom whatif: %d file(s), %d record(s), %d launch(es)" % (
+            echo("\rbroom whatif: %d file(s), %d record(s), %d launch(es) judged" % (
                 stats["files"], stats["records"], out.tally.launches), err=True, nl=False)
 
     try:

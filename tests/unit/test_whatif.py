@@ -317,3 +317,12 @@ def test_generated_history_module_is_the_shape_broom_reads(ids):
     assert events.request_tags(record) == {"Code": "LOL"}
     assert events.skip_reason(record) is None
     assert trail.at(61) == "2026-10-01T09:01:01Z"
+
+
+def test_progress_goes_to_stderr_and_leaves_stdout_one_document(tmp_path):
+    for n in range(3):
+        log_file(tmp_path, [run_instances([instance_id()], n)], name="%d.json.gz" % n)
+    result = CliRunner().invoke(cli, ["whatif", "--json", "--progress", str(tmp_path)],
+                                catch_exceptions=False)
+    assert "broom whatif: 3 file(s), 3 record(s), 0 launch(es) judged" in result.stderr
+    assert len(json.loads(result.stdout)["launches"]) == 3
