@@ -177,6 +177,8 @@ def footer(stats, skipped):
         stats["files"], stats["records"], stats["selected"])
     if stats.get("late"):
         line += "; %d arrived later than the reorder window" % stats["late"]
+    if stats.get("repeats"):
+        line += "; %d repeated launch record(s) counted once" % stats["repeats"]
     if skipped:
         line += "; %d input(s) skipped (see above)" % len(skipped)
     return line

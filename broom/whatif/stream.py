@@ -11,7 +11,8 @@ records wait in a heap until the newest time seen is ``lateness`` seconds past t
 :class:`Pending` until the stream passes its deadline, collecting the tag calls on its
 instances. Both hold only what a few minutes of a trail selects: never the history.
 A record older than what was already released (later than ``lateness``) is still used,
-and counted as late.
+and counted as late; a launch read twice while it waits (overlapping sources) counts
+once.
 """
 import heapq
 from dataclasses import dataclass, field
@@ -113,17 +114,25 @@ class Pending:
         self.watch = watch
         self.queue = []  # (deadline, seq, Launch)
         self.by_instance = {}
+        self.events = {}  # repeat_key -> Launch, while it waits
         self.seq = 0
         self.peak = 0
 
     def add(self, when, record):
+        """Wait for a launch's deadline; False for a repeat of a launch still waiting
+        (the same eventID: overlapping sources, a file read twice)."""
+        key = repeat_key(record)
+        if key in self.events:
+            return False
         launch = Launch(when, record, self.grace)
+        self.events[key] = launch
         for instance_id in events.launched_instances(record):
             launch.tag_calls[instance_id] = []
             self.by_instance[instance_id] = launch
         self.seq += 1
         heapq.heappush(self.queue, (when + self.grace + self.watch, self.seq, launch))
         self.peak = max(self.peak, len(self.queue))
+        return True
 
     def tag(self, when, record):
         """Note a CreateTags/DeleteTags call on pending instances."""
@@ -144,6 +153,7 @@ class Pending:
 
     def _pop(self):
         _, _, launch = heapq.heappop(self.queue)
+        self.events.pop(repeat_key(launch.record), None)
         for instance_id in launch.tag_calls:
             if self.by_instance.get(instance_id) is launch:
                 del self.by_instance[instance_id]
@@ -151,6 +161,12 @@ class Pending:
 
     def __len__(self):
         return len(self.queue)
+
+
+def repeat_key(record):
+    """What tells a launch record from another: its eventID, time and instances."""
+    return (record.get("eventID"), record.get("eventTime"),
+            tuple(events.launched_instances(record)))
 
 
 def tagged_resources(record):
@@ -178,14 +194,16 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
     once per launch, in launch order, after its deadline; returns (skipped, stats).
     ``on_file(item, stats)`` is called after each file (progress)."""
     reorder, pending = Reorder(lateness), Pending(grace)
-    stats = {"files": 0, "records": 0, "selected": 0}
+    stats = {"files": 0, "records": 0, "selected": 0, "repeats": 0}
     skipped = []
 
     def handle(when, record):
         for launch in pending.due(when):
             judge(launch)
         if record.get("eventName") == LAUNCH:
-            pending.add(when, record)  # a failed call launched nothing: judged in turn
+            # a failed call launched nothing: it is judged in turn all the same
+            if not pending.add(when, record):
+                stats["repeats"] += 1
         elif record.get("errorCode"):
             return  # a failed tag call changed nothing
         else:

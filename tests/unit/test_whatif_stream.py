@@ -153,3 +153,10 @@ def test_a_missing_bucket_is_one_skipped_source(aws):
     s3 = boto3.client("s3", region_name="us-east-1")
     [got] = list(sources.s3_files(s3, "s3://no-such-bucket/x"))
     assert isinstance(got, sources.Skipped) and "NoSuchBucket" in got.why
+
+
+def test_a_launch_read_twice_counts_once():
+    """Overlapping sources (a folder and lookup-events output of the same days)."""
+    record = run_instances([instance_id()], 0)
+    judged, stats = launches([as_file([record]), as_file([dict(record)])])
+    assert len(judged) == 1 and stats["repeats"] == 1
