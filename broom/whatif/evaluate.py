@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from broom import policyfile, scp, scp_eval
 from c7n_broom import codes, decisions, events, principals, report
+from c7n_broom.filters import DEFAULT_KEY
 from c7n_broom.fleets import fleet_of
 from c7n_broom.identity import creator_from_record
 
@@ -247,7 +248,7 @@ class Judge:
             entry = {"instance_id": instance_id, "code": value,
                      "fleet": "%s %s" % fleet if fleet else None}
             if verdict is None:
-                entry.update(verdict=COMPLIANT, reason="Code %s %s" % (value, seen),
+                entry.update(verdict=COMPLIANT, reason="%s %s %s" % (key, value, seen),
                              action=NONE)
             else:
                 entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace))
@@ -334,7 +335,7 @@ def _late_code(calls, key):
 
 
 def _code(check, resource, requested, key, late, grace):
-    value = check.get_resource_value(check.data.get("key", "tag:" + key), resource)
+    value = check.get_resource_value(check.data.get("key", DEFAULT_KEY), resource)
     if value is None:
         value = requested.get(key)
     if value is None and late and late[0] <= grace:
