@@ -386,7 +386,19 @@ def doctor(region, policies):
         sys.exit(1)
 
 
-@cli.command()
+class ExitOneOnUsageError(click.Command):
+    """A command whose usage errors exit 1, as its documented exit status says (2
+    means an input was skipped), instead of click's 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            e.exit_code = 1
+            raise
+
+
+@cli.command(cls=ExitOneOnUsageError)
 @click.argument("sources", nargs=-1, metavar="SOURCE...")
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False),
               help="Policy file to simulate (default: the shipped policies/ec2-tags.yml).")
@@ -425,7 +437,12 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
     """
     from broom.whatif.cli import WhatifOptions, run_whatif
 
-    options = WhatifOptions(sources, policy, parse_vars(variables), since, until, accounts,
+    try:
+        values = parse_vars(variables)
+    except click.BadParameter as e:
+        e.exit_code = 1
+        raise
+    options = WhatifOptions(sources, policy, values, since, until, accounts,
                             regions, as_json, progress, athena_table, athena_output,
                             athena_workgroup, athena_sql, reorder_window)
     sys.exit(run_whatif(options, click.echo))

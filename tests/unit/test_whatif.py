@@ -298,6 +298,10 @@ def test_usage_and_policy_errors_exit_1(tmp_path):
     assert status == 1 and "--since 'last tuesday'" in stderr
     status, _, stderr = whatif(tmp_path, policy=POLICIES / "ec2-tags-changed.yml")
     assert status == 1 and "judges RunInstances" in stderr
+    # click's own usage errors too (its default status, 2, means "input skipped" here)
+    assert whatif(tmp_path, "--no-such-option")[0] == 1
+    status, _, stderr = whatif(tmp_path, "--var", "broom_codes")
+    assert status == 1 and "expected NAME=VALUE" in stderr
 
 
 def test_the_text_output_keeps_untrusted_names_on_one_line(tmp_path):
