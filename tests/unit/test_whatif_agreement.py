@@ -7,6 +7,7 @@ import json
 import boto3
 import pytest
 import requests
+import yaml
 from click.testing import CliRunner
 
 from broom.cli import cli
@@ -17,6 +18,7 @@ import trail
 from support import (
     ACCOUNT,
     REGION,
+    create_state_table,
     launch,
     load_policy,
     load_record,
@@ -25,7 +27,8 @@ from support import (
 )
 from trail import create_tags, instance_id, log_file, run_instances
 
-OUTCOME = {"terminate": "terminated", "exempt": "exempt", "none": None}
+OUTCOME = {"terminate": "terminated", "exempt": "exempt", "none": None,
+           "held-by-cap": "held-by-cap", "report-only": "would-terminate"}
 
 
 def whatif_json(*args):
@@ -77,6 +80,43 @@ def test_whatif_and_the_lambda_agree_on_the_same_records(inbox, tmp_path):
     assert real == {tagged: None, untagged: "terminated", wrong: "terminated", late: None,
                     glass: "exempt"}
     assert simulated == real
+
+
+def test_whatif_and_the_lambda_agree_on_the_cap_and_on_report_only(inbox, tmp_path):
+    """The per-principal cap over two launches (Broom's state table in mock_aws), and
+    an account in report-only mode through its var."""
+    create_state_table()
+    [data] = policy_file()["policies"]
+    for action in data["actions"]:
+        if action["type"] == "safe-terminate":
+            action["max-terminations"] = 5
+    path = tmp_path / "policy.yml"
+    path.write_text(yaml.safe_dump({"policies": [data]}))
+    first, second = launch(count=3, tags={"Code": "NOPE"}), launch(count=3, tags={
+        "Code": "NOPE"})
+    events = [run_instances_event(first, tags={"Code": "NOPE"}),
+              run_instances_event(second, tags={"Code": "NOPE"})]
+    for event in events:
+        load_policy(copy.deepcopy(data)).push(event)
+    relaxed, = launch()
+    relaxed_event = run_instances_event([relaxed])
+    load_policy(copy.deepcopy(data), variables={"broom_enforcement": "report-only"}).push(
+        relaxed_event)
+    log_file(tmp_path / "capped", [e["detail"] for e in events])
+    log_file(tmp_path / "relaxed", [relaxed_event["detail"]])
+
+    def simulated(folder, *args):
+        return {i["instance_id"]: OUTCOME[i["action"]]
+                for launch_ in whatif_json(folder, "--policy", path, *args)["launches"]
+                for i in launch_["instances"]}
+
+    real = lambda_outcomes(inbox)
+    assert {i: real[i] for i in first + second} == dict(
+        {i: "terminated" for i in first}, **{i: "held-by-cap" for i in second})
+    assert simulated(tmp_path / "capped") == {i: real[i] for i in first + second}
+    assert real[relaxed] == "would-terminate"
+    assert simulated(tmp_path / "relaxed", "--var", "broom_enforcement=report-only") == {
+        relaxed: real[relaxed]}
 
 
 # --- Athena ----------------------------------------------------------------------------
