@@ -69,7 +69,8 @@ def run_whatif(options, echo):
                     return fail("no such file or folder: %s" % source)
             files = sources.read_sources(options.sources, s3_client)
         selection = stream.Selection(since or None, until or None,
-                                     frozenset(options.accounts), frozenset(options.regions))
+                                     frozenset(options.accounts), frozenset(options.regions),
+                                     rule.grace + stream.WATCH_AFTER_GRACE)
         return simulate(rule, files, selection, options, echo)
     except (evaluate.WhatifError, AthenaError, DemoError, AwsSetupError) as e:
         return fail(e)

@@ -42,19 +42,24 @@ class Selection:
     until: datetime | None = None
     accounts: frozenset = frozenset()
     regions: frozenset = frozenset()
+    #: Seconds past ``until`` that tag calls are still read (the last launches' grace
+    #: period and watch).
+    tag_slack: float = WATCH_AFTER_GRACE
 
     def pick(self, record):
         """(epoch seconds, record) when the simulation needs the record, else None."""
-        if record.get("eventName") not in NAMES or record.get("eventSource") != EC2:
+        name = record.get("eventName")
+        if name not in NAMES or record.get("eventSource") != EC2:
             return None
         if self.accounts and record.get("recipientAccountId") not in self.accounts:
             return None
         if self.regions and record.get("awsRegion") not in self.regions:
             return None
         when = events.parse_time(record.get("eventTime"))
-        if when is None:
+        if when is None or (self.since and when < self.since):
             return None
-        if (self.since and when < self.since) or (self.until and when >= self.until):
+        if self.until and when >= self.until and (
+                name == LAUNCH or (when - self.until).total_seconds() >= self.tag_slack):
             return None
         return when.timestamp(), record
 

@@ -261,6 +261,13 @@ def test_since_until_account_and_region_select_launches(tmp_path):
     assert list(verdicts(document)) == [keep]
 
 
+def test_tag_calls_just_after_until_still_count_for_the_last_launches(tmp_path, ids):
+    log_file(tmp_path, [run_instances([ids[0]], 3599), create_tags([ids[0]], {"Code": "LOL"},
+                                                                    3603)])
+    _, document, _ = whatif(tmp_path, "--until", "2026-10-01T10:00:00Z")
+    assert verdicts(document) == {ids[0]: ("compliant", "none", "deny")}
+
+
 def test_a_corrupt_file_is_named_and_skipped_and_the_others_evaluated(tmp_path, ids):
     log_file(tmp_path, [run_instances([ids[0]], 0)], name="a.json.gz")
     (tmp_path / "b.json.gz").write_bytes(gzip.compress(b'{"Records": [')[:-4])
