@@ -124,6 +124,7 @@ def test_a_failed_call_launched_nothing(tmp_path, ids):
     assert status == 0
     assert launch["instances"] == []
     assert launch["error"].startswith("Client.UnauthorizedOperation")
+    assert launch["scp"] == "deny"  # the request itself had no Code
     assert document["summary"]["failed_calls"] == 1
 
 
@@ -165,6 +166,7 @@ def test_the_cap_holds_more_wrong_codes_than_it_allows_but_never_missing_ones(tm
     _, document, _ = whatif(tmp_path)
 
     first, second = document["launches"]
+    assert first["scp"] == second["scp"] == "deny"
     assert {i["action"] for i in first["instances"]} == {"held-by-cap"}
     assert "exceed the cap of 20" in first["instances"][0]["detail"]
     assert {i["action"] for i in second["instances"]} == {"terminate"}
