@@ -230,6 +230,7 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
                     handle(when, due)
         if on_file:
             on_file(item, stats)
+        del item  # one file in memory: not this one while the next is read
     for when, record in reorder.flush():
         handle(when, record)
     for launch in pending.drain():
