@@ -3,7 +3,7 @@
 Every form is tried against every identity type (recorded CloudTrail records and the
 hand-written userIdentity fixtures): Broom's answer (``exempting``) must be the one a
 ``broom scp`` condition gives for the same principal, evaluated with IAM's semantics
-(tests/scp_eval.py) on the principal as IAM itself would present it. Those IAM values
+(broom/scp_eval.py) on the principal as IAM itself would present it. Those IAM values
 are written out below by hand, not taken from Broom's own ``principal_arn``.
 """
 import ast
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from c7n.exceptions import PolicyValidationError
 
+from broom.scp_eval import denied_by, request
 from c7n_broom import decisions, principals, report
 from c7n_broom.identity import creator_from_record, resolve_creator
 
-from scp_eval import denied_by, request
 from support import ACCOUNT, DATA, load_policy, load_record, policy_file
 
 

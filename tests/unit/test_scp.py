@@ -1,6 +1,6 @@
 """``broom scp``: the document's logic on sample requests, and the command.
 
-The logic tests run requests through tests/scp_eval.py, which applies IAM's documented
+The logic tests run requests through broom/scp_eval.py, which applies IAM's documented
 condition semantics (moto evaluates only StringEquals). A RunInstances call is
 authorized per resource: ``ec2:RunInstances`` on the instance, on each volume and
 network interface it creates and on what it uses (subnet, security group, image),
@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from broom.cli import cli
 from broom.scp import INSTANCES, SCP_LIMIT, ScpError, code_tag_scp, render
+from broom.scp_eval import denied_by, holds, request
 
-from scp_eval import denied_by, holds, request
 from support import REPO
 
 POLICY = REPO / "policies" / "ec2-tags.yml"

@@ -1,6 +1,6 @@
-"""A small evaluator of SCP Deny statements with IAM's documented semantics, to test
-the LOGIC of what ``broom scp`` prints on sample requests (no AWS needed, and moto
-evaluates only ``StringEquals``).
+"""A small evaluator of SCP Deny statements with IAM's documented semantics: what
+``broom scp`` prints, on sample requests in the tests and on past launches in ``broom
+whatif`` (no AWS needed, and moto evaluates only ``StringEquals``).
 
 It knows what Broom's SCP uses, and refuses anything else (an unknown operator raises
 KeyError, so a new statement cannot pass untested):
@@ -107,3 +107,23 @@ def request(action, resource, principal, tags=None, **context):
         if isinstance(tags, dict):
             values.update({"aws:RequestTag/%s" % k: v for k, v in tags.items()})
     return {"action": action, "resource": resource, "context": values}
+
+
+def launch_requests(region, account, principal, tags_by_type):
+    """The authorization requests of one RunInstances call that an SCP on instances can
+    refuse: ``ec2:RunInstances`` on each resource it creates, with the request tags of
+    its own type, and, for each type it tags on creation, ``ec2:CreateTags`` with
+    ``ec2:CreateAction=RunInstances``. ``tags_by_type`` maps a resource type
+    (``instance``, ``volume``, ``network-interface``) to its tags (a dict; a launch
+    template's tags count as the request's)."""
+    arn = "arn:aws:ec2:%s:%s:" % (region or "*", account or "*")
+    found = []
+    for kind, ident in (("instance", "i-*"), ("volume", "vol-*"),
+                        ("network-interface", "eni-*")):
+        tags = tags_by_type.get(kind) or None
+        resource = arn + "%s/%s" % (kind, ident)
+        found.append(request("ec2:RunInstances", resource, principal, tags))
+        if tags:
+            found.append(request("ec2:CreateTags", resource, principal, tags,
+                                 **{"ec2:CreateAction": "RunInstances"}))
+    return found

@@ -1,0 +1,373 @@
+"""Judge one past launch as Broom's Lambda and its SCP would have.
+
+The verdict comes from the policy's own ``allowed-codes`` filter (its
+``violation()``, the code the Lambda runs: codes, overrides, ``ignore-case``), fed
+what the Lambda would have seen: the tags EC2 reports on each instance in the
+RunInstances response (launch templates tag there), the request's
+``tagSpecificationSet``, and for an instance with no Code at all, the first
+``CreateTags`` on it within ``grace-seconds``. What Broom would have done comes from
+``c7n_broom.decisions.plan`` with the policy's ``safe-terminate`` settings (exemptions,
+fleets, report-only, the cap counted per principal over ``cap-period`` as Broom's state
+table counts it). The SCP answer comes from ``broom.scp_eval`` on the document ``broom
+scp`` prints for the same policy. No AWS call anywhere.
+"""
+import dataclasses
+from datetime import datetime, timezone
+
+from broom import policyfile, scp, scp_eval
+from c7n_broom import codes, decisions, events, principals, report
+from c7n_broom.filters import DEFAULT_KEY
+from c7n_broom.fleets import fleet_of
+from c7n_broom.identity import creator_from_record
+
+COMPLIANT = "compliant"
+VIOLATION = "violation"
+
+TERMINATE = "terminate"
+REPORT_ONLY = "report-only"
+EXEMPT = "exempt"
+HELD = "held-by-cap"
+FLEET = "left-to-fleet"
+NONE = "none"
+#: What Broom would have done, as the summary words it.
+ACTIONS = {TERMINATE: "terminate", REPORT_ONLY: "report only", EXEMPT: "exempt",
+           HELD: "held by the cap", FLEET: "left to its fleet", NONE: "nothing"}
+
+SCP_CACHE = 10_000
+#: Principals SCPs never apply to: service-linked roles (path aws-service-role/).
+SERVICE_LINKED = ":role/aws-service-role/"
+
+
+class WhatifError(ValueError):
+    """The policy cannot be simulated; the message says what to change."""
+
+
+@dataclasses.dataclass
+class Rule:
+    """What the simulation needs from a loaded policy."""
+
+    policy: object  # c7n Policy
+    check: object  # its allowed-codes filter
+    terminator: object  # its safe-terminate action, or None
+    settings: decisions.Settings | None  # None: the policy terminates nothing
+    grace: int
+    cap_period: int
+    recheck_after: int
+    scp: dict  # the SCP document broom scp prints for this policy
+
+
+#: The account and region vars are filled with when none is given: they only place
+#: ARNs (the report topic, the role), which the simulation does not use.
+VARS_ACCOUNT, VARS_REGION = "000000000000", "us-east-1"
+
+
+def load_rule(path, variables=None, account_id=None, region=None):
+    """The Rule of the first policy in ``path`` that judges RunInstances with an
+    ``allowed-codes`` filter, loaded and validated as ``broom scp`` and ``custodian
+    validate`` load it; with ``variables``, filled in as c7n-org fills an account's
+    vars (``account_id`` and ``region`` for the built-in ones) and validated again.
+    WhatifError (one line) on any problem."""
+    from c7n.config import Config
+
+    from c7n_broom.filters import AllowedCodes
+    from c7n_broom.terminate import DEFAULT_CAP_PERIOD, SafeTerminate
+
+    try:
+        loaded = policyfile.load_checked(path)
+        if variables:
+            loaded = policyfile.load(path, Config.empty(
+                dryrun=True, account_id=account_id or VARS_ACCOUNT,
+                region=region or VARS_REGION))
+    except policyfile.PolicyFileError as e:
+        raise WhatifError(str(e))
+    for policy in loaded:
+        if not _judges_launches(policy):
+            continue
+        if variables:
+            policy = _expanded(path, policy, variables)
+        check = next(f for f in policy.resource_manager.filters if isinstance(f, AllowedCodes))
+        others = [f.type for f in policy.resource_manager.filters if f is not check]
+        if others:
+            raise WhatifError("%s: policy %s has filters whatif cannot judge from CloudTrail "
+                              "(%s): simulate a policy whose only filter is allowed-codes"
+                              % (path, policy.name, ", ".join(sorted(others))))
+        if "value_from" in check.data and codes.is_unset(check.data.get("codes-override")):
+            raise WhatifError("%s: policy %s reads its codes with value_from when it runs: "
+                              "give them with --var (its codes-override var)" % (
+                                  path, policy.name))
+        terminator = next((a for a in policy.resource_manager.actions
+                           if isinstance(a, SafeTerminate)), None)
+        if terminator is not None:
+            settings = terminator.settings()
+        elif any(a.type == "terminate" for a in policy.resource_manager.actions):
+            settings = decisions.Settings(cap=float("inf"))  # c7n's terminate: no brake
+        else:
+            settings = None
+        try:
+            rule = scp.rule_of(policy)
+            document = scp.code_tag_scp(rule.codes, rule.key, rule.exempt_principals,
+                                        rule.ignore_case)
+        except scp.ScpError as e:
+            raise WhatifError("%s: %s" % (path, e))
+        data = terminator.data if terminator is not None else {}
+        return Rule(policy, check, terminator, settings, check.data.get("grace-seconds", 0),
+                    data.get("cap-period", DEFAULT_CAP_PERIOD),
+                    data.get("recheck-after", 3600), document)
+    raise WhatifError("%s: no policy in it judges RunInstances with an allowed-codes filter "
+                      "(mode: cloudtrail, events: RunInstances)" % path)
+
+
+def _judges_launches(policy):
+    from c7n_broom.filters import AllowedCodes
+
+    mode = policy.data.get("mode") or {}
+    names = {e if isinstance(e, str) else e.get("event") for e in mode.get("events") or ()
+             if isinstance(e, (str, dict))}
+    return "RunInstances" in names and any(
+        isinstance(f, AllowedCodes) for f in policy.resource_manager.filters)
+
+
+def _expanded(path, policy, variables):
+    """The policy with c7n-org's vars filled in, validated again."""
+    from c7n.exceptions import PolicyValidationError
+
+    try:
+        policy.conditions.env_vars["account"] = {"vars": dict(variables)}
+        policy.expand_variables(policy.get_variables(dict(variables)))
+        policy.validate()
+    except (PolicyValidationError, ValueError, KeyError) as e:
+        raise WhatifError("%s: with the vars given: %s" % (path, policyfile.one_line(e)))
+    return policy
+
+
+class Judge:
+    """Judges launches in launch order (the cap counts per principal over time);
+    ``__call__(launch)`` returns the launch's result as a dict (see ``output``)."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.counts = {}  # (account, principal) -> {window index: terminations}
+        self.scp_cache = {}
+
+    def __call__(self, launch):
+        record = launch.record
+        creator = creator_from_record(record)
+        account = events.field(record, "recipientAccountId")
+        region = events.field(record, "awsRegion")
+        result = {
+            "event_id": events.field(record, "eventID"),
+            "event_time": events.field(record, "eventTime"),
+            "account": account,
+            "region": region,
+            "creator": creator.name,
+            "principal": creator.principal_arn,
+            "identity_type": creator.identity_type,
+        }
+        result.update(self.scp_answer(record, creator, region, account))
+        if record.get("errorCode"):
+            result["error"] = "%s: %s" % (events.field(record, "errorCode"),
+                                          events.field(record, "errorMessage")[:200])
+            result["instances"] = []
+            return result
+        result["instances"] = self.instances(launch, creator, account)
+        return result
+
+    # --- the SCP ---------------------------------------------------------------------
+
+    def scp_answer(self, record, creator, region, account):
+        if creator.identity_type == "AWSService" or SERVICE_LINKED in creator.principal_arn:
+            return {"scp": "allow", "scp_note": "SCPs do not apply to AWS services and "
+                                                "service-linked roles"}
+        principal = (creator.principal_arn, principals.principal_account(creator) or account)
+        tags = {kind: events.request_tags(record, kind)
+                for kind in ("instance", "volume", "network-interface")}
+        if events.get_path(record, "requestParameters", "launchTemplate"):
+            # a launch template's instance tags count as the request's (broom/scp_eval.py)
+            for item in _items(record):
+                tags["instance"] = dict(_user_tags(item), **tags["instance"])
+                break
+        refused = self.refusals(principal, region, account, tuple(
+            (kind, tuple(sorted(kind_tags.items()))) for kind, kind_tags in tags.items()))
+        if refused:
+            return {"scp": "deny", "scp_statements": refused}
+        return {"scp": "allow"}
+
+    def refusals(self, principal, region, account, tags):
+        """The SCP statements refusing a launch; launches mostly repeat the same
+        principals and tags, so answers are kept (up to SCP_CACHE of them)."""
+        key = (principal, region, account, tags)
+        if key not in self.scp_cache:
+            if len(self.scp_cache) >= SCP_CACHE:
+                self.scp_cache.clear()
+            requests = scp_eval.launch_requests(region, account, principal,
+                                                {kind: dict(items) for kind, items in tags})
+            self.scp_cache[key] = sorted({sid for request in requests
+                                          for sid in scp_eval.denied_by(self.rule.scp,
+                                                                        request)})
+        return self.scp_cache[key]
+
+    # --- Broom -----------------------------------------------------------------------
+
+    def instances(self, launch, creator, account):
+        record, check = launch.record, self.rule.check
+        key = check.tag_key
+        requested = events.request_tags(record)
+        persistent = _persistent_spot(record)
+        resources, found = [], {}
+        for item in _items(record):
+            instance_id = item.get("instanceId")
+            if not isinstance(instance_id, str) or not instance_id.startswith("i-"):
+                continue
+            resource = {
+                "InstanceId": instance_id,
+                "State": {"Name": "pending"},
+                "LaunchTime": record.get("eventTime"),
+                "Tags": [{"Key": k, "Value": v} for k, v in _tags(item).items()],
+                "InstanceType": item.get("instanceType"),
+                "ImageId": item.get("imageId"),
+            }
+            if item.get("spotInstanceRequestId"):
+                resource["InstanceLifecycle"] = "spot"
+                resource["SpotInstanceRequestId"] = item["spotInstanceRequestId"]
+            verdict = check.violation(resource, requested)
+            seen = "at launch"
+            late = _late_code(launch.tag_calls.get(instance_id, ()), key)
+            if verdict is not None and verdict.reason == codes.MISSING and late and (
+                    late[0] <= launch.grace):
+                verdict = check.violation(resource, dict(requested, **{key: late[1]}))
+                seen = "set by CreateTags %ds after launch" % late[0]
+            found[instance_id] = (resource, verdict, seen, late)
+            if verdict is not None:
+                resource[codes.ANNOTATION] = verdict.as_dict()
+                resources.append(resource)
+        plan = self.plan(resources, record, creator, account, launch.when)
+        listed = []
+        for instance_id, (resource, verdict, seen, late) in found.items():
+            fleet = fleet_of(resource, persistent)
+            value = _code(check, resource, requested, key, late, launch.grace)
+            entry = {"instance_id": instance_id, "code": value,
+                     "fleet": "%s %s" % fleet if fleet else None}
+            if verdict is None:
+                entry.update(verdict=COMPLIANT, reason="%s %s %s" % (key, value, seen),
+                             action=NONE)
+            else:
+                entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace))
+                entry.update(self.action(plan.get(instance_id)))
+            listed.append(entry)
+        return listed
+
+    def plan(self, resources, record, creator, account, when):
+        if not resources or self.rule.settings is None:
+            return {}
+        period = self.rule.cap_period
+
+        def count(principal, n):
+            index = int(when // period)
+            windows = self.counts.setdefault((account, principal), {})
+            for old in [i for i in windows if i < index - 1]:
+                del windows[old]
+            windows[index] = windows.get(index, 0) + n
+            return windows[index] + windows.get(index - 1, 0)
+
+        def recheck(held):
+            return ("Broom would check them again %ds later and terminate those still "
+                    "breaking the rule" % self.rule.recheck_after)
+
+        return decisions.plan(resources, record, account, self.rule.settings, set(),
+                              count, recheck)
+
+    def action(self, decision):
+        if self.rule.settings is None:
+            return {"action": REPORT_ONLY, "detail": "the policy only reports"}
+        if decision.terminate:
+            return {"action": TERMINATE, "detail": ""}
+        outcome = decision.outcome
+        if outcome.status == report.EXEMPT:
+            kind = EXEMPT
+        elif outcome.status == report.HELD:
+            kind = HELD
+        elif outcome.status == report.WOULD_TERMINATE and (
+                self.rule.settings.enforcement == decisions.ENFORCE):
+            kind = FLEET
+        elif outcome.status == report.WOULD_TERMINATE:
+            kind = REPORT_ONLY
+        else:
+            kind = NONE
+        return {"action": kind, "detail": outcome.detail}
+
+
+def _items(record):
+    items = events.get_path(record, "responseElements", "instancesSet", "items")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _tags(item):
+    """{key: value} EC2 reports on an instance in the RunInstances response."""
+    items = events.get_path(item, "tagSet", "items")
+    found = {}
+    for tag in items if isinstance(items, list) else ():
+        if isinstance(tag, dict) and isinstance(tag.get("key"), str):
+            value = tag.get("value")
+            found[tag["key"]] = value if isinstance(value, str) else ""
+    return found
+
+
+def _user_tags(item):
+    return {k: v for k, v in _tags(item).items() if not k.startswith("aws:")}
+
+
+def _persistent_spot(record):
+    """Spot request ids of a launch that asked for persistent spot instances."""
+    kind = events.get_path(record, "requestParameters", "instanceMarketOptions",
+                           "spotOptions", "spotInstanceType")
+    if kind != "persistent":
+        return frozenset()
+    return frozenset(i["spotInstanceRequestId"] for i in _items(record)
+                     if isinstance(i.get("spotInstanceRequestId"), str))
+
+
+def _late_code(calls, key):
+    """(seconds after launch, value) of the first CreateTags that set ``key``."""
+    for after, call, changed in calls:
+        if call == "CreateTags" and changed and key in changed:
+            return int(after), changed[key] if changed[key] is not None else ""
+    return None
+
+
+def _code(check, resource, requested, key, late, grace):
+    value = check.get_resource_value(check.data.get("key", DEFAULT_KEY), resource)
+    if value is None:
+        value = requested.get(key)
+    if value is None and late and late[0] <= grace:
+        value = late[1]
+    return value
+
+
+def _why(verdict, key, late, grace):
+    if verdict.reason == codes.MISSING:
+        why = "no %s tag" % key
+        if late and late[0] > grace:
+            why += " within grace-seconds (%d): CreateTags set it %ds after launch" % (
+                grace, late[0])
+        return why
+    if verdict.reason == codes.EMPTY:
+        return "%s tag is empty" % key
+    return "%s %r is not an allowed code" % (key, verdict.value)
+
+
+def hour_of(result):
+    """The UTC hour of a launch, as the summary counts them ("2026-10-01 14:00")."""
+    when = events.parse_time(result.get("event_time"))
+    if when is None:
+        return "unknown"
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:00")
+
+
+def parse_when(value, option):
+    """A --since/--until value (a date or an ISO 8601 time, UTC unless it says)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise WhatifError("%s %r: expected a date or time such as 2026-10-01 or "
+                          "2026-10-01T12:00:00Z" % (option, value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
