@@ -88,8 +88,9 @@ def suggested_exemptions(blocked, limit=TOP):
             continue  # an AWS service for a fleet: fix the fleet (reports say how)
         try:
             principals.parse(principal)
-        except ValueError:
-            found.append((None, count, principal))
+        except ValueError as e:
+            found.append((None, count, "%s, not exemptable as it is: %s" % (
+                show(principal, 200), show(str(e), 300))))
             continue
         found.append((principal, count, ""))
     return found
@@ -107,9 +108,7 @@ def exemptions_snippet(blocked):
         if pattern:
             lines.append("  - %s  # %d launch(es)" % (json.dumps(pattern), count))
         else:
-            lines.append("  # %s: %d launch(es); not a role or user ARN, so it cannot be "
-                         "exempted by name (an account's root: its 12-digit id exempts "
-                         "the whole account)" % (show(unnamed, 200), count))
+            lines.append("  # %d launch(es) by %s" % (count, unnamed))
     return "\n".join(lines)
 
 
