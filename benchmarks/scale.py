@@ -119,7 +119,7 @@ def digest(count, workdir):
     running = [i for r in boto3.client("ec2", region_name=REGION).describe_instances(
         InstanceIds=ids)["Reservations"] for i in r["Instances"]
         if i["State"]["Name"] == "running"]
-    messages = inbox.messages()
+    messages = inbox.emails()
     size = sum(len(m["Message"].encode("utf-8")) for m in messages)
     listed = sum(i in m["Message"] for m in messages for i in ids)
     print("digest: %d instances held by the cap in %.2f s (%.1f ms an instance)" % (

@@ -353,6 +353,32 @@ class TopicInbox:
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
+    def emails(self):
+        """The notifications received since the last call, as an e-mail subscriber
+        reads them: a Broom report's ``Message`` is its e-mail text (the JSON
+        document's ``text``; SQS receives the document), the document itself is under
+        ``Document``. Other messages are left as they are."""
+        read = []
+        for notification in self.messages():
+            document = report_document(notification.get("Message", ""))
+            if document is not None:
+                notification = dict(notification, Message=document["text"],
+                                    Document=document)
+            read.append(notification)
+        return read
+
+
+def report_document(message):
+    """The Broom JSON document a subscriber received as ``message``, or None."""
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and str(document.get("schema", "")).startswith(
+            "broom.report/"):
+        return document
+    return None
+
 
 def create_dead_letter_queue(sqs, name="broom-dead-letters"):
     """Create the queue the policies' ``mode.dead_letter_config`` names, as

@@ -497,7 +497,7 @@ def runs(account):
         for done in [pool.submit(run.deliver, archive, config, names)
                      for run, names in work]:
             done.result()
-    reports = by_instance_all(inbox.messages())
+    reports = by_instance_all(inbox.emails())
     states = instance_states(ec2, [i for run in found.values() for i in run.instance_ids()])
     schedules = {s["Name"] for s in aws.client("scheduler").list_schedules()["Schedules"]}
     for run in found.values():

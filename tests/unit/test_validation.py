@@ -49,7 +49,8 @@ def row(element, options, validate_says, schema_says=None, variables=None):
                                          "unset" if value is DROP else ascii(value)))
 
 
-ARN_LIKE = "must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:broom-reports"
+ARN_LIKE = ("must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:broom-reports "
+            "(or a FIFO topic's, ending in .fifo)")
 
 TABLE = [
     # allowed-codes
@@ -218,9 +219,17 @@ TABLE = [
         "'{broom-state}': braces are allowed only as one whole",
         variables={"broom_state_table": "{broom-state}"}),
     row(REPORT, {"topic_override": "x"}, "'topic_override': unknown option "
-        "'topic_override' (valid: fleet-report-period, max-messages, state-table, topic, "
-        "topic-override)",
+        "'topic_override' (valid: chatbot-topic, cost, fleet-report-period, https-format, "
+        "max-messages, state-table, topic, topic-override)",
         "Additional properties are not allowed ('topic_override' was unexpected)"),
+    row(REPORT, {"topic": "arn:aws:sns:us-east-1:123456789012:reports.fifo.fifo"},
+        "'topic' %s, got 'arn:aws:sns:us-east-1:123456789012:reports.fifo.fifo'" % ARN_LIKE),
+    row(REPORT, {"chatbot-topic": "arn:aws:sqs:us-east-1:123456789012:q"},
+        "'chatbot-topic' %s, got 'arn:aws:sqs:us-east-1:123456789012:q'" % ARN_LIKE),
+    row(REPORT, {"https-format": "slack"}, "'https-format': 'slack' is not one of "
+        "['json', 'chatbot']", "'slack' is not one of ['json', 'chatbot']"),
+    row(REPORT, {"cost": "yes"}, "'cost': 'yes' is not of type 'boolean'",
+        "'yes' is not of type 'boolean'"),
 ]
 
 
