@@ -25,6 +25,7 @@ from c7n_broom import (
 )
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.mailer import REPORTED
 from c7n_broom.validation import check_schema, check_state_table, check_topics
 
 log = logging.getLogger("custodian.broom.actions")
@@ -217,6 +218,7 @@ class CreatorReport(EventAction):
             found = report.finding(r, record, config.region, config.account_id,
                                    fleets.notes(fleet), prices and prices.cost_of(r, now))
             items.append((found, outcomes[r["InstanceId"]], fleet))
+            r[REPORTED] = formats.instance(found, outcomes[r["InstanceId"]])  # notify-creator
         groups = fleets.one_per_fleet(
             items, table, self.policy_name, event_id,
             self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD))
