@@ -19,10 +19,10 @@ from c7n_broom.text import MAX_ATTRIBUTE_LENGTH
 
 from support import (
     ACCOUNT,
+    LIVE_MARKUP,
     REGION,
     REPO,
     Inbox,
-    LIVE_MARKUP,
     launch,
     load_policy,
     policy_with,
