@@ -155,7 +155,7 @@ def _reason(finding):
         return "the %s tag is empty" % key
     text = "%s=%s is not an allowed code" % (key, markdown(finding.code_value))
     if finding.suggestion:
-        text += " (did you mean %s? codes are case-sensitive)" % markdown(finding.suggestion)
+        text += ": did you mean %s? (codes are case-sensitive)" % markdown(finding.suggestion)
     return text
 
 

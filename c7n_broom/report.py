@@ -143,7 +143,7 @@ def describe_reason(finding):
         return "the %s tag is empty" % key
     text = "%s=%s is not an allowed code" % (key, quote(finding.code_value))
     if finding.suggestion:
-        text += " (did you mean %s? codes are case-sensitive)" % readable(finding.suggestion)
+        text += ": did you mean %s? (codes are case-sensitive)" % readable(finding.suggestion)
     return text
 
 

@@ -165,8 +165,8 @@ def test_a_code_that_differs_only_by_case_gets_a_suggestion(inbox):
     [wrong] = launch(tags={"Code": "lol"})
     main_policy().push(run_instances_event([wrong]))
     [report_] = inbox.emails()
-    assert ('Code="lol" is not an allowed code (did you mean LOL? codes are '
-            'case-sensitive)') in report_["Message"]
+    assert ('Why:            Code="lol" is not an allowed code: did you mean LOL? (codes '
+            'are case-sensitive) (allowed codes: LOL, GGG, BRB, YLO)') in report_["Message"]
     assert report_["Document"]["instances"][0]["code"]["suggestion"] == "LOL"
 
 
