@@ -14,7 +14,8 @@
     python benchmarks/scale.py [--instances 500] [--ids 1000]
 
 Exits 1 when an outcome is wrong (an instance terminated, the digest over the limit or
-neither listing nor counting an id, a known instance not found), not on time: shared machines are noisy.
+neither listing nor counting an id, a known instance not found), not on time: shared
+machines are noisy.
 tests/unit runs both scenarios at a small scale (test_fleets_and_digest.py,
 test_resilience.py).
 """

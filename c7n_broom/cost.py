@@ -39,7 +39,10 @@ MINIMUM_SECONDS = 60
 #: Seconds a failed lookup is remembered before it is tried again.
 RETRY_AFTER = 300
 PRICING_REGION = "us-east-1"
-PRICING_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1})
+#: One attempt, no retry (botocore's ``max_attempts`` counts retries, not attempts):
+#: at most 5 seconds lost when the API does not answer.
+PRICING_CONFIG = Config(connect_timeout=2, read_timeout=3,
+                        retries={"total_max_attempts": 1, "mode": "standard"})
 PERMISSIONS = ("pricing:GetProducts",)
 
 #: EC2's ``PlatformDetails`` -> the Price List's (operatingSystem, preInstalledSw,

@@ -9,6 +9,7 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
 from c7n_broom import cost, report
+from c7n_broom.identity import UNKNOWN
 
 from support import launch, load_policy, policy_with, run_instances_event
 
@@ -176,9 +177,11 @@ def test_a_timeout_costs_one_wait_then_is_retried_later(pricing, monkeypatch):
 
 
 def test_the_client_has_a_short_timeout_and_a_single_attempt():
-    config = cost.PRICING_CONFIG
+    client = boto3.client("pricing", region_name=cost.PRICING_REGION,
+                          config=cost.PRICING_CONFIG)
+    config = client.meta.config
     assert (config.connect_timeout, config.read_timeout) == (2, 3)
-    assert config.retries == {"max_attempts": 1}
+    assert config.retries["total_max_attempts"] == 1
 
 
 # --- in the report -------------------------------------------------------------------
@@ -191,7 +194,6 @@ def test_report_states_the_cost_and_the_digest_sums_it():
     unpriced = report.Finding(instance_id="i-2", region="us-east-1", account_id="1",
                               cost=cost.unknown("no permission for pricing:GetProducts"))
     outcome = report.Outcome(report.TERMINATED)
-    from c7n_broom.identity import UNKNOWN
     assert ("Cost:           $0.0104 an hour on demand (t3.micro, Linux/UNIX, us-east-1); "
             "ran 30 min: $0.0052 so far; $7.59 a month had it kept running"
             ) in report.body(priced, outcome, UNKNOWN)
@@ -204,7 +206,6 @@ def test_report_states_the_cost_and_the_digest_sums_it():
 
 def test_cost_off_leaves_no_cost_line():
     finding = report.Finding(instance_id="i-1", region="us-east-1", account_id="1")
-    from c7n_broom.identity import UNKNOWN
     assert "Cost:" not in report.body(finding, report.Outcome(report.TERMINATED), UNKNOWN)
 
 

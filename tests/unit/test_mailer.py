@@ -8,6 +8,7 @@ import zlib
 
 import boto3
 import pytest
+from c7n.exceptions import PolicyExecutionError
 
 from c7n_broom import mailer
 from c7n_broom.identity import resolve_creator
@@ -178,7 +179,6 @@ def test_a_creators_source_that_is_not_a_mapping_is_an_error(inbox):
     s3.put_object(Bucket="broom-config", Key="creators.json", Body=json.dumps(["a"]))
     sqs, url = mailer_queue()
     [untagged] = launch()
-    from c7n.exceptions import PolicyExecutionError
     bad = policy(url, **{"creators-from": {"url": "s3://broom-config/creators.json"}})
     with pytest.raises(PolicyExecutionError, match="must hold one JSON object"):
         bad.push(event_by(iam_user("bob"), [untagged]))
