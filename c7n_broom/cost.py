@@ -234,7 +234,10 @@ class PriceBook:
             return hourly_price(response.get("PriceList", []))
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
-            log.warning("cost unknown: pricing:GetProducts failed: %s", e)
+            # The code only: an endpoint that is not the Price List API answers with a
+            # whole HTML page.
+            log.warning("cost unknown: pricing:GetProducts failed with %s (HTTP %s)", code,
+                        e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
             if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
                 return unknown("no permission for pricing:GetProducts")
             return unknown("Price List API error %s" % code)

@@ -249,3 +249,12 @@ def test_the_policy_option_turns_cost_off_and_drops_the_permission():
     off = main_policy(cost=False)
     assert "pricing:GetProducts" in on.get_permissions()
     assert "pricing:GetProducts" not in off.get_permissions()
+
+
+def test_a_failure_logs_one_short_line_not_the_answer(pricing, caplog):
+    pricing.add_client_error("get_products", service_error_code="500",
+                             service_message="<!doctype html>" + "x" * 5000,
+                             http_status_code=500)
+    cost.PriceBook(None).cost_of(instance(), LAUNCHED)
+    [record] = [r for r in caplog.records if r.name == "custodian.broom.cost"]
+    assert record.getMessage() == "cost unknown: pricing:GetProducts failed with 500 (HTTP 500)"
