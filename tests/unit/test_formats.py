@@ -10,9 +10,12 @@ import re
 import boto3
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto.sns.models import sns_backends
 
 from c7n_broom import actions, formats, report
+from c7n_broom import text as text_module
 from c7n_broom.cost import Cost
 from c7n_broom.identity import Creator
 from c7n_broom.text import MAX_ATTRIBUTE_LENGTH
@@ -299,3 +302,26 @@ def test_the_schema_refuses_what_a_consumer_could_not_rely_on():
                    {"instances": [{"instance_id": 5}]}, {"count": "1"}):
         with pytest.raises(jsonschema.ValidationError):
             VALIDATOR.validate(dict(message.document, **broken))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(), name=st.text(), detail=st.text())
+def test_any_value_stays_inert_in_the_card_and_true_in_the_document(value, name, detail):
+    finding = report.Finding(instance_id="i-1", region=REGION, account_id=ACCOUNT,
+                             code_value=value, reason="invalid", allowed=("LOL", value),
+                             instance_type=value, event_name="RunInstances",
+                             event_time=value, extra={"Fleet": value})
+    outcome = report.Outcome(report.HELD, detail)
+    creator = Creator(name=name, arn=value, identity_type=value)
+    [message] = actions.compose_messages(
+        [report.Group(finding, outcome, ["i-1"])], creator, "Launched by")
+    card = message.chatbot
+    assert_chatbot_card(card)
+    for text in [card["content"]["description"]] + card["content"]["nextSteps"]:
+        assert_chat_inert(text)
+    assert not any(LIVE_MARKUP.search(k) for k in card["content"]["keywords"])
+    document = json.loads(json.loads(message.envelope())["default"])
+    VALIDATOR.validate(document)
+    assert document["instances"][0]["code"]["value"] == text_module.true_value(value)
+    assert document["creator"]["name"] == text_module.true_value(creator.name)
+    assert message.size(True) <= formats.BUDGET
