@@ -172,7 +172,8 @@ class NotifyCreator(EventAction):
     user name, is never taken as an address. ``domains`` limits the addresses mailed;
     ``slack: true`` also asks c7n-mailer for a Slack direct message. Put it after
     ``creator-report``: only the instances that report covered are mailed, with
-    Broom's finding (outcome, Code, cost) under ``c7n:broom-report``.
+    Broom's finding (outcome, Code, cost) under ``c7n:broom-report``. Only event modes
+    know who launched an instance: a scheduled or manual run mails nobody.
 
     :example:
 
