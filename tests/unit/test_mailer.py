@@ -160,6 +160,16 @@ def test_nobody_is_mailed_for_an_untrusted_session_name(inbox):
     assert len(inbox.emails()) == 1
 
 
+def test_a_scheduled_run_knows_no_creator_and_mails_nobody(inbox):
+    sqs, url = mailer_queue()
+    [untagged] = launch()
+    data = policy(url, creators={"user/bob": "bob@example.com"}).data
+    data.pop("mode")
+    load_policy(data).run()
+    assert read_as_c7n_mailer(sqs, url) == []
+    assert untagged in inbox.emails()[0]["Message"]
+
+
 def test_creators_from_an_s3_object(inbox):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="broom-config")
