@@ -160,7 +160,10 @@ class LocalAws:
 
         A copy of ``os.environ`` with test credentials, ``AWS_ENDPOINT_URL`` and the
         region set, the user's profiles, config files, per-service endpoints and
-        ambient credential sources removed.
+        ambient credential sources removed. moto serves no Price List API (it answers
+        with an HTTP 500 and prints a traceback): ``pricing`` goes to a loopback port
+        nothing listens on, so a report's price lookup fails at once, as without
+        network access, and the report says "cost unknown".
         """
         self._require_running()
         region = region or self.region
@@ -177,6 +180,7 @@ class LocalAws:
             "AWS_CONFIG_FILE": os.path.join(self._config_dir, "config"),
             "AWS_SHARED_CREDENTIALS_FILE": os.path.join(self._config_dir, "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_PRICING": UNSERVED,
         })
         for name in ("NO_PROXY", "no_proxy"):  # never send loopback calls to a proxy
             env[name] = ",".join(filter(None, (env.get(name), LOOPBACK)))
@@ -319,6 +323,10 @@ def _isolated_botocore_session(config_dir):
 def _shared_loader():
     """The process-wide botocore data loader (models are read-only once loaded)."""
     return botocore.loaders.create_loader()
+
+
+#: A loopback endpoint nothing listens on (the discard port): calls to it are refused.
+UNSERVED = "http://127.0.0.1:9"
 
 
 class TopicInbox:
