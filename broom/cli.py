@@ -60,14 +60,20 @@ def run(port, region, policy):
     for label, instance_id in result.instances.items():
         click.echo("  %-8s %s  %s" % (label, instance_id, result.states.get(instance_id)))
     click.echo("")
-    click.echo("Reports published to broom-reports (%d), as a subscriber receives them:" %
-               len(result.reports))
+    click.echo("Reports published to broom-reports (%d), as an e-mail subscriber reads them:"
+               % len(result.reports))
     for report in result.reports:
         click.echo("")
         click.echo("Subject: %s" % report["subject"])
         click.echo("-" * 72)
         click.echo(report["message"].rstrip("\n"))
         click.echo("-" * 72)
+    click.echo("")
+    schemas = sorted({r["document"]["schema"] for r in result.reports if r.get("document")})
+    click.echo("The same publish gives SQS, Lambda and HTTP(S) subscribers of broom-reports "
+               "each report as a JSON document (%s, schemas/broom.report-1.json) and AWS "
+               "Chatbot a Slack/Teams card: docs/reports.md." % (
+                   ", ".join(schemas) or "broom.report/1"))
     click.echo("")
     return result
 

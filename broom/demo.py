@@ -200,9 +200,10 @@ def run_demo(echo, port=0, region="us-east-1", policy=None):
             result.states = _states(ec2, list(result.instances.values()))
             result.reports = [{
                 "subject": m.get("Subject", ""), "message": m["Message"],
+                "document": m.get("Document"),
                 "attributes": {k: v["Value"] for k, v in
                                m.get("MessageAttributes", {}).items()}}
-                for m in inbox.messages()]
+                for m in inbox.emails()]
         echo("[6/6] local AWS stopped")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -74,6 +74,8 @@ _LOGS = Scope("BroomLogs", (
 _DEAD_LETTERS = Scope("BroomDeadLetters", (
     "arn:{partition}:sqs:*:{account}:broom-dead-letters",))
 _MEMBER_ROLE = Scope("BroomAssumeMemberRole", ("arn:{partition}:iam::*:role/broom-member",))
+# The Price List API has no resources to name (creator-report's cost line).
+_PRICES = Scope("BroomPrices", ("*",))
 
 #: action -> Scope. An action missing here is granted on "*" in a statement of its
 #: own (``UNSCOPED``), and ``broom permissions`` says so.
@@ -95,6 +97,7 @@ SCOPES = {
     "logs:PutLogEvents": _LOGS,
     "sqs:SendMessage": _DEAD_LETTERS,
     "sts:AssumeRole": _MEMBER_ROLE,
+    "pricing:GetProducts": _PRICES,
 }
 UNSCOPED = "BroomUnscoped"
 

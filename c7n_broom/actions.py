@@ -1,16 +1,31 @@
 """The ``creator-report`` action: tell a person who launched a violating instance."""
+import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 from c7n.actions import EventAction
 from c7n.exceptions import PolicyExecutionError
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, fleets, instances, recheck, report, state, terminate
+from c7n_broom import (
+    codes,
+    cost,
+    events,
+    fleets,
+    formats,
+    instances,
+    recheck,
+    report,
+    state,
+    terminate,
+)
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
+from c7n_broom.mailer import REPORTED
 from c7n_broom.validation import check_schema, check_state_table, check_topics
 
 log = logging.getLogger("custodian.broom.actions")
@@ -24,9 +39,11 @@ ACTORS = {"RunInstances": "Launched by", "CreateFleet": "Launched by",
 
 @dataclass
 class Message:
-    """One SNS message: the ``instances`` it reports (fleet members it stands for
-    included) and the fleet report slots it took in the state table (``fleets``:
-    (fleet, time) pairs), both given back if it cannot be published."""
+    """One SNS message in every format (``body``: the e-mail text, ``document``: the
+    JSON document, ``chatbot``: AWS Chatbot's card; see c7n_broom.formats): the
+    ``instances`` it reports (fleet members it stands for included) and the fleet
+    report slots it took in the state table (``fleets``: (fleet, time) pairs), both
+    given back if it cannot be published."""
 
     key: str
     subject: str
@@ -34,22 +51,57 @@ class Message:
     attributes: dict
     instances: list = field(default_factory=list)
     fleets: list = field(default_factory=list)
+    document: dict = field(default_factory=dict)
+    chatbot: dict = field(default_factory=dict)
+
+    def envelope(self, https_chatbot=False):
+        """The per-protocol ``Message`` (MessageStructure "json")."""
+        return formats.envelope(self.body, self.document,
+                                self.chatbot if https_chatbot else None)
+
+    def size(self, https_chatbot=False):
+        return formats.size(self.subject, self.envelope(https_chatbot), self.attributes)
 
 
-def compose_messages(groups, creator, actor, max_messages=DEFAULT_MAX_MESSAGES):
+def compose_messages(groups, creator, actor, max_messages=DEFAULT_MAX_MESSAGES, policy=""):
     """One Message per report.Group, or one digest for them all when there are more
-    than ``max_messages``."""
+    than ``max_messages``, listing as many instances as fit in one SNS message."""
     if len(groups) > max_messages:
-        subject, body, attributes = report.digest(
-            [(g.finding, g.outcome) for g in groups], creator, actor)
-        return [Message("%d instances" % len(groups), subject, body, attributes,
-                        [i for g in groups for i in g.instances],
-                        [g.slot for g in groups if g.slot])]
-    return [Message(g.finding.instance_id, report.subject(g.finding, g.outcome),
-                    report.body(g.finding, g.outcome, creator, actor),
-                    report.attributes(g.finding, g.outcome, creator),
-                    g.instances, [g.slot] if g.slot else [])
-            for g in groups]
+        return [fit_digest(groups, creator, actor, policy)]
+    messages = []
+    for g in groups:
+        subject = report.subject(g.finding, g.outcome)
+        body = report.body(g.finding, g.outcome, creator, actor)
+        messages.append(Message(
+            g.finding.instance_id, subject, body,
+            report.attributes(g.finding, g.outcome, creator),
+            g.instances, [g.slot] if g.slot else [],
+            formats.document([(g.finding, g.outcome)], creator, policy, subject, body),
+            formats.chatbot(g.finding, g.outcome, creator, actor, subject)))
+    return messages
+
+
+def fit_digest(groups, creator, actor, policy=""):
+    """The digest Message listing the most instances that keep every format of it
+    (Chatbot's card included) under SNS's limit."""
+    items = [(g.finding, g.outcome) for g in groups]
+
+    def build(listed):
+        subject, body, attributes = report.digest(items, creator, actor, limit=listed)
+        return Message(
+            "%d instances" % len(groups), subject, body, attributes,
+            [i for g in groups for i in g.instances], [g.slot for g in groups if g.slot],
+            formats.document(items, creator, policy, subject, body, True, listed),
+            formats.chatbot_digest(items, creator, actor, subject))
+
+    low, high = 0, min(len(items), formats.BUDGET // 200)  # an instance takes > 200 bytes
+    while low < high:  # the largest count that fits
+        middle = (low + high + 1) // 2
+        if build(middle).size(https_chatbot=True) <= formats.BUDGET:
+            low = middle
+        else:
+            high = middle - 1
+    return build(low)
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -66,6 +118,16 @@ class CreatorReport(EventAction):
     only when EC2 shows it shutting down or terminated. The topic may live in another
     region; ``topic-override`` replaces ``topic`` when a c7n-org var sets it. SNS
     message attributes (``broom.*``) carry the machine-readable fields.
+
+    One publish serves every subscriber (docs/reports.md): e-mail gets the text
+    report, SQS, Lambda and HTTP(S) the versioned JSON document
+    (``schemas/broom.report-1.json``). ``https-format: chatbot`` gives the topic's
+    HTTPS subscribers AWS Chatbot's custom notification instead (when Chatbot is the
+    only one); ``chatbot-topic`` publishes that card to a topic of its own. A FIFO
+    topic (``.fifo``) gets a message group and a deduplication id from the event, so
+    SNS drops a repeated event's report. ``cost: true`` adds what the instance cost
+    (on-demand price from the Price List API, ``pricing:GetProducts``): "cost
+    unknown" without it.
 
     More than ``max-messages`` reports (default 20) in one run go as one digest, kept
     under SNS's 256 KB. An Auto Scaling group, Spot Fleet, EC2 Fleet or persistent
@@ -95,6 +157,8 @@ class CreatorReport(EventAction):
               - type: creator-report
                 topic: arn:aws:sns:{region}:{account_id}:broom-reports
                 topic-override: "{broom_topic}"
+                https-format: chatbot
+                cost: true
                 max-messages: 20
                 fleet-report-period: 3600
                 state-table: broom-state
@@ -109,10 +173,16 @@ class CreatorReport(EventAction):
             "max-messages": {"type": "integer", "minimum": 1},
             "fleet-report-period": {"type": "integer", "minimum": 0},
             "state-table": {"type": "string"},
+            "https-format": {"enum": ["json", "chatbot"]},
+            "chatbot-topic": {"type": "string"},
+            "cost": {"type": "boolean"},
         },
     )
     permissions = ("sns:Publish", "ec2:DescribeInstances",
                    "ec2:DescribeSpotInstanceRequests") + state.REPORT_PERMISSIONS
+
+    def get_permissions(self):
+        return self.permissions + (cost.PERMISSIONS if self.data.get("cost") else ())
     clock = staticmethod(time.time)
 
     def validate(self):
@@ -145,18 +215,24 @@ class CreatorReport(EventAction):
         outcomes = terminate.outcomes(self.manager, live, self.terminates())
         persistent = fleets.persistent_spot_requests(self.manager, live)
         config, items = self.manager.config, []
+        prices, now = self.price_book(), datetime.now(timezone.utc)
         for r in live:
             fleet = fleets.fleet_of(r, persistent)
             found = report.finding(r, record, config.region, config.account_id,
-                                   fleets.notes(fleet))
+                                   fleets.notes(fleet), prices and prices.cost_of(r, now))
             items.append((found, outcomes[r["InstanceId"]], fleet))
+            r[REPORTED] = formats.instance(found, outcomes[r["InstanceId"]])  # notify-creator
         groups = fleets.one_per_fleet(
             items, table, self.policy_name, event_id,
             self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD))
         actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
         return self.publish(compose_messages(
-            groups, creator, actor, self.data.get("max-messages", DEFAULT_MAX_MESSAGES)),
-            table, event_id)
+            groups, creator, actor, self.data.get("max-messages", DEFAULT_MAX_MESSAGES),
+            self.policy_name), table, event_id)
+
+    def price_book(self):
+        """Prices for the report's cost lines, or None when ``cost`` is off."""
+        return cost.PriceBook(self.manager.session_factory) if self.data.get("cost") else None
 
     def gone_before(self, resource):
         """True for an instance gone before this event arrived (EventBridge delivers
@@ -180,14 +256,16 @@ class CreatorReport(EventAction):
         """Publish the messages; raise after all were tried if any failed, so the
         invocation shows as an error. A published message settles its claims in the
         state table; a failed one gives them back, so a retry reports it."""
-        client = local_session(self.manager.session_factory).client(
-            "sns", region_name=self.topic.split(":")[3])
+        client = self.sns(self.topic)
+        chatbot_https = self.data.get("https-format") == "chatbot"
         sent, failed = [], []
         for message in messages:
             try:
                 response = self.manager.retry(
                     client.publish, TopicArn=self.topic, Subject=message.subject,
-                    Message=message.body, MessageAttributes=message.attributes)
+                    Message=message.envelope(chatbot_https), MessageStructure="json",
+                    MessageAttributes=message.attributes,
+                    **fifo_ids(self.topic, self.policy_name, event_id, message))
             except ClientError as e:
                 log.error("report for %s NOT published to %s: %s", message.key, self.topic, e)
                 failed.append((message.key, e.response["Error"]["Code"]))
@@ -197,9 +275,51 @@ class CreatorReport(EventAction):
                 continue
             sent.append({"Report": message.key, "MessageId": response["MessageId"]})
             table.settle_reports(self.policy_name, event_id, message.instances)
+            failed += self.publish_chatbot(message, event_id)
         if failed:
             raise ReportDeliveryError(
                 "%d of %d reports could not be published to %s: %s" % (
                     len(failed), len(messages), self.topic,
                     ", ".join("%s (%s)" % f for f in failed)))
         return sent
+
+    def sns(self, topic):
+        return local_session(self.manager.session_factory).client(
+            "sns", region_name=topic.split(":")[3])
+
+    def publish_chatbot(self, message, event_id):
+        """Publish the Chatbot card to ``chatbot-topic``, if set; [(key, error code)]
+        if that failed (the report itself was delivered: its claims stay settled)."""
+        topic = self.data.get("chatbot-topic")
+        if codes.is_unset(topic):
+            return []
+        card = formats.dumps(message.chatbot)
+        try:
+            self.manager.retry(self.sns(topic).publish, TopicArn=topic, Message=card,
+                               **fifo_ids(topic, self.policy_name, event_id, message))
+        except ClientError as e:
+            log.error("Chatbot card for %s NOT published to %s: %s", message.key, topic, e)
+            return [(message.key + " (Chatbot card)", e.response["Error"]["Code"])]
+        return []
+
+
+#: What SNS accepts in a message group or deduplication id: ASCII letters, digits and
+#: punctuation, at most 128 characters.
+_FIFO_ID = re.compile(r"[^!-~]")
+
+
+def fifo_ids(topic, policy, event_id, message):
+    """MessageGroupId and MessageDeduplicationId for a FIFO topic, {} for a standard one.
+
+    The group is the event (reports of one event stay in order); the deduplication
+    id is a hash of policy, event id and what the message reports, so a repeated
+    event (EventBridge delivers at least once) is dropped by SNS itself for five
+    minutes. A run without an event deduplicates on the message's content.
+    """
+    if not topic.endswith(".fifo"):
+        return {}
+    group = _FIFO_ID.sub("", str(event_id or ""))[:128] or "broom-" + _FIFO_ID.sub(
+        "", policy)[:100]
+    seed = "\n".join((policy, event_id, message.key)) if event_id else message.envelope()
+    return {"MessageGroupId": group,
+            "MessageDeduplicationId": hashlib.sha256(seed.encode("utf-8")).hexdigest()}

@@ -8,6 +8,7 @@ attribute through :func:`c7n_broom.text.attribute` (the true value, as SNS can c
 from dataclasses import dataclass, field
 
 from c7n_broom import codes, events
+from c7n_broom.cost import Cost, total
 from c7n_broom.text import attribute, clip, readable
 
 SUBJECT_LIMIT = 100
@@ -69,12 +70,23 @@ class Finding:
     event_time: str = ""
     event_id: str = ""
     extra: dict = field(default_factory=dict)
+    platform: str = ""  # EC2's PlatformDetails ("Linux/UNIX", "Windows", ...)
+    cost: Cost | None = None  # None: the policy does not report costs
+
+    @property
+    def suggestion(self):
+        """The allowed code an invalid value equals up to case ("lol" -> "LOL"), or ""."""
+        if self.reason != codes.INVALID or not isinstance(self.code_value, str):
+            return ""
+        return next((code for code in self.allowed
+                     if codes.same_ignoring_case(self.code_value, code)), "")
 
 
-def finding(resource, record, region, account_id, extra=None):
+def finding(resource, record, region, account_id, extra=None, price=None):
     """The Finding for an instance as c7n described it (annotated by ``allowed-codes``),
     from the CloudTrail ``record`` that brought it (None without one); ``extra`` adds
-    labelled lines (what ``fleets.notes`` says about its fleet)."""
+    labelled lines (what ``fleets.notes`` says about its fleet); ``price`` is its
+    cost.Cost (None when the policy does not report costs)."""
     violation = resource.get(codes.ANNOTATION) or {}
     key = violation.get("key", "tag:Code")
     launch = resource.get("LaunchTime", "")
@@ -93,6 +105,8 @@ def finding(resource, record, region, account_id, extra=None):
         event_time=events.field(record, "eventTime"),
         event_id=events.field(record, "eventID"),
         extra=dict(extra or {}),
+        platform=resource.get("PlatformDetails") or "",
+        cost=price,
     )
 
 
@@ -127,7 +141,47 @@ def describe_reason(finding):
         return "the instance has no %s tag" % key
     if finding.reason == codes.EMPTY:
         return "the %s tag is empty" % key
-    return "%s=%s is not an allowed code" % (key, quote(finding.code_value))
+    text = "%s=%s is not an allowed code" % (key, quote(finding.code_value))
+    if finding.suggestion:
+        text += ": did you mean %s? (codes are case-sensitive)" % readable(finding.suggestion)
+    return text
+
+
+def money(amount):
+    """USD for a person: cents from a dollar up, four decimals below."""
+    return "$%.2f" % amount if amount >= 1 else "$%.4f" % amount
+
+
+def duration(hours):
+    minutes = round(hours * 60)
+    if minutes < 60:
+        return "%d min" % minutes
+    if minutes < 48 * 60:
+        return "%d h %02d min" % divmod(minutes, 60)
+    return "%.1f days" % (hours / 24)
+
+
+def describe_cost(finding):
+    """One line on what the instance cost, "cost unknown (why)" without a price."""
+    price = finding.cost
+    if not price.known:
+        return "cost unknown (%s)" % readable(price.reason)
+    return "%s an hour on demand (%s); ran %s: %s so far; %s a month had it kept running" % (
+        money(price.hourly), ", ".join(readable(part) for part in (
+            finding.instance_type, finding.platform or "Linux/UNIX", finding.region)),
+        duration(price.hours), money(price.so_far), money(price.per_month))
+
+
+def describe_total(costs):
+    """The digest's cost line: sums over the instances with a price."""
+    so_far, per_month, known, missing = total(costs)
+    if not known:
+        return "cost unknown"
+    text = "%s so far, %s a month had they kept running (on-demand prices)" % (
+        money(so_far), money(per_month))
+    if missing:
+        text += "; cost unknown for %d of %d" % (missing, known + missing)
+    return text
 
 
 def subject(finding, outcome):
@@ -184,6 +238,8 @@ def body(finding, outcome, creator, actor="Launched by"):
         "Code tag:       %s" % describe_value(finding),
         "Event:          %s" % describe_event(finding),
     ]
+    if finding.cost is not None:
+        lines.append("Cost:           %s" % describe_cost(finding))
     for label, value in sorted(finding.extra.items()):
         lines.append("%-15s %s" % (readable(label, 40) + ":", readable(value)))
     fix = ("Launch again with that tag." if actor == "Launched by" else
@@ -250,12 +306,13 @@ SNS_LIMIT = 256 * 1024
 DIGEST_BUDGET = 200 * 1024  # body bytes, leaving room for subject and attributes
 
 
-def digest(items, creator, actor="Launched by"):
+def digest(items, creator, actor="Launched by", limit=None):
     """One message for many instances: (subject, body, attributes).
 
     ``items`` is a list of (Finding, Outcome). Used when one event brings more
     instances than it is reasonable to mail one by one; the body stays under SNS's
-    256 KB limit by listing as many instances as fit and counting the rest.
+    256 KB limit by listing as many instances as fit (at most ``limit``) and counting
+    the rest.
     """
     first = items[0][0]
     statuses = sorted({outcome.status for _, outcome in items})
@@ -277,6 +334,8 @@ def digest(items, creator, actor="Launched by"):
     details = {outcome.detail for _, outcome in items if outcome.detail}
     if len(details) == 1:
         head.append("Why not:        %s" % readable(details.pop(), DETAIL_LIMIT))
+    if any(finding.cost is not None for finding, _ in items):
+        head.append("Cost:           %s" % describe_total(f.cost for f, _ in items))
     head += ["", "Instance             Type         Code tag        Action taken"]
     lines, size = [], len("\n".join(head).encode("utf-8"))
     for index, (finding, outcome) in enumerate(items):
@@ -284,7 +343,7 @@ def digest(items, creator, actor="Launched by"):
             readable(finding.instance_id, 20), readable(finding.instance_type, 12),
             clip(describe_value(finding), 15), clip(describe_outcome(outcome), 120))
         size += len(line.encode("utf-8")) + 1
-        if size > DIGEST_BUDGET:
+        if size > DIGEST_BUDGET or (limit is not None and index >= limit):
             lines.append("... and %d more instances (not listed: message size limit)" % (
                 len(items) - index))
             break

@@ -139,3 +139,37 @@ def attribute(value, limit=MAX_ATTRIBUTE_LENGTH):
     "" means "no value": SNS refuses an empty attribute, so leave it out."""
     text = "".join(filter(_carried, as_text(value)[: limit + 1]))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Characters chat markdown (Slack mrkdwn, Teams markdown, as AWS Chatbot renders
+#: ``client-markdown``) would treat as formatting inside a code span or at its edge.
+_CODE_BREAKERS = {"`": "\uff40"}  # fullwidth grave accent
+
+
+def markdown(value, limit=MAX_LENGTH):
+    """``value`` for chat markdown: :func:`readable`, shown as an inline code span.
+
+    Inside a code span Slack and Teams apply no bold, italics, strike-through, headings,
+    quotes or lists, and turn no URL into a link; readable() already took away what
+    would still be live there (``<!channel>``, ``<url|text>``, ``@here``, ``[t](u)``).
+    A backtick, the one character that could end the span early and let the rest
+    render, is shown as the fullwidth ``｀`` (U+FF40). An empty value shows as
+    ``(none)``, outside any span.
+    """
+    shown = readable(value, limit)
+    if not shown:
+        return "(none)"
+    for char, replacement in _CODE_BREAKERS.items():
+        shown = shown.replace(char, replacement)
+    return "`%s`" % shown
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def true_value(value, limit=MAX_ATTRIBUTE_LENGTH):
+    """``value`` for a JSON document read by programs: the true value, not escaped (JSON
+    escapes what it must), at most ``limit`` characters (ending in "..." if cut). Only a
+    lone surrogate, which no UTF-8 text can hold, becomes U+FFFD."""
+    text = _SURROGATE.sub("\ufffd", as_text(value)[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -112,8 +112,10 @@ def check_no_force_on_tag_events(element):
             "is then reported as not terminated)" % (where(element), "/".join(found)))
 
 
-#: An SNS topic ARN (``creator-report``'s ``topic`` and ``topic-override``).
-TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+#: An SNS topic ARN (``creator-report``'s ``topic``, ``topic-override`` and
+#: ``chatbot-topic``): a standard topic, or a FIFO one whose name ends in ``.fifo``.
+TOPIC_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:(?:[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$")
 #: A DynamoDB table name (Broom's ``state-table`` option).
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
@@ -168,18 +170,20 @@ def check_grace_seconds(element):
 
 def check_topics(element):
     """Raise PolicyValidationError unless ``topic`` is an SNS topic ARN and
-    ``topic-override`` is one or unset (placeholders are checked once expanded)."""
+    ``topic-override`` and ``chatbot-topic`` are one or unset (placeholders are
+    checked once expanded)."""
     # A var's value is used as it is: no braces, not even {region}.
     check_var(element, "topic-override", element.data.get("topic-override"),
               fix="write the topic ARN out in full")
-    for option in ("topic", "topic-override"):
+    for option in ("topic", "topic-override", "chatbot-topic"):
         value = element.data.get(option)
-        if option == "topic-override" and codes.is_unset(value):
+        if option != "topic" and codes.is_unset(value):
             continue
         if isinstance(value, str) and "{" in value:
             continue  # expanded later, at run time (custodian run, c7n-org)
         if not isinstance(value, str) or not TOPIC_ARN.match(value):
             raise PolicyValidationError(
                 "%s: '%s' must be an SNS topic ARN like "
-                "arn:aws:sns:us-east-1:123456789012:broom-reports, got %r" % (
+                "arn:aws:sns:us-east-1:123456789012:broom-reports (or a FIFO topic's, "
+                "ending in .fifo), got %r" % (
                     where(element), option, value))

@@ -160,7 +160,10 @@ class LocalAws:
 
         A copy of ``os.environ`` with test credentials, ``AWS_ENDPOINT_URL`` and the
         region set, the user's profiles, config files, per-service endpoints and
-        ambient credential sources removed.
+        ambient credential sources removed. moto serves no Price List API (it answers
+        with an HTTP 500 and prints a traceback): ``pricing`` goes to a loopback port
+        nothing listens on, so a report's price lookup fails at once, as without
+        network access, and the report says "cost unknown".
         """
         self._require_running()
         region = region or self.region
@@ -177,6 +180,7 @@ class LocalAws:
             "AWS_CONFIG_FILE": os.path.join(self._config_dir, "config"),
             "AWS_SHARED_CREDENTIALS_FILE": os.path.join(self._config_dir, "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_PRICING": UNSERVED,
         })
         for name in ("NO_PROXY", "no_proxy"):  # never send loopback calls to a proxy
             env[name] = ",".join(filter(None, (env.get(name), LOOPBACK)))
@@ -321,6 +325,10 @@ def _shared_loader():
     return botocore.loaders.create_loader()
 
 
+#: A loopback endpoint nothing listens on (the discard port): calls to it are refused.
+UNSERVED = "http://127.0.0.1:9"
+
+
 class TopicInbox:
     """An SNS topic with an SQS queue subscribed: what a subscriber receives.
 
@@ -352,6 +360,32 @@ class TopicInbox:
                 received.append(json.loads(message["Body"]))
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def emails(self):
+        """The notifications received since the last call, as an e-mail subscriber
+        reads them: a Broom report's ``Message`` is its e-mail text (the JSON
+        document's ``text``; SQS receives the document), the document itself is under
+        ``Document``. Other messages are left as they are."""
+        read = []
+        for notification in self.messages():
+            document = report_document(notification.get("Message", ""))
+            if document is not None:
+                notification = dict(notification, Message=document["text"],
+                                    Document=document)
+            read.append(notification)
+        return read
+
+
+def report_document(message):
+    """The Broom JSON document a subscriber received as ``message``, or None."""
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and str(document.get("schema", "")).startswith(
+            "broom.report/"):
+        return document
+    return None
 
 
 def create_dead_letter_queue(sqs, name="broom-dead-letters"):

@@ -29,6 +29,12 @@ def test_demo_terminates_the_two_violators_and_prints_their_reports():
     assert "Subject: Broom terminated" in out
     assert "the instance has no Code tag" in out
     assert 'Code="WAT" is not an allowed code' in out
+    # moto serves no Price List API: the cost is unknown, the report otherwise whole.
+    assert out.count("Cost:           cost unknown (Price List API unreachable") == 2
+    assert "Traceback" not in result.stderr
+    assert ("The same publish gives SQS, Lambda and HTTP(S) subscribers of broom-reports "
+            "each report as a JSON document (broom.report/1, schemas/broom.report-1.json)"
+            in out)
 
 
 def test_demo_refuses_a_port_that_is_taken():

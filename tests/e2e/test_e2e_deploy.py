@@ -136,7 +136,7 @@ def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(
 
     first = invoke_deployed(deployed, FUNCTION, record, REGION)
     after_first = states(instances.values(), ec2)
-    reports = inbox.messages()
+    reports = inbox.emails()
     again = invoke_deployed(deployed, FUNCTION, record, REGION)  # EventBridge retries
 
     assert first.ok, first.logs[-4000:]
@@ -149,7 +149,7 @@ def test_run_instances_event_terminates_the_two_violators_and_reports_each_once(
             for instance_id, message in by_instance(reports).items()
             } == reports_of_terminated_violators(instances)
     assert again.ok, again.logs[-4000:]
-    assert inbox.messages() == []
+    assert inbox.emails() == []
     assert states(instances.values(), ec2) == after_first
 
 
@@ -199,9 +199,9 @@ def test_function_in_eu_west_1_acts_in_its_own_region(deployed):
     assert result.ok, result.logs[-4000:]
     assert states([valid, invalid], ec2) == {valid: "running", invalid: "terminated"}
     assert states([bystander], home_ec2) == {bystander: "running"}
-    assert [report_summary(m) for m in inbox.messages()] == [
+    assert [report_summary(m) for m in inbox.emails()] == [
         terminated_report(invalid, "invalid", OTHER_REGION)]
-    assert home_inbox.messages() == []
+    assert home_inbox.emails() == []
 
 
 # Bad input -----------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_published_archive_refuses_events_aws_did_not_emit(deployed, envelope,
     assert result.ok, result.logs[-4000:]
     assert "refusing an event that is not AWS's record of a subscribed call" in result.logs
     assert states([victim], ec2) == {victim: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_record_naming_an_instance_launched_at_another_time_terminates_nothing(deployed):
@@ -315,7 +315,7 @@ def test_record_naming_an_instance_launched_at_another_time_terminates_nothing(d
 
     assert result.ok, result.logs[-4000:]
     assert states([bystander], ec2) == {bystander: "running"}
-    [report] = inbox.messages()
+    [report] = inbox.emails()
     assert report["MessageAttributes"]["broom.outcome"]["Value"] == "anomaly"
     assert "the RunInstances record is from 2026-01-05T10:00:00Z" in report["Message"]
     assert "it was not terminated" in report["Message"]
@@ -347,7 +347,7 @@ def test_held_instances_are_rechecked_by_the_schedule_the_archive_creates(deploy
 
     assert held.ok, held.logs[-4000:]
     assert set(states(ids, ec2).values()) == {"running"}
-    [digest] = inbox.messages()
+    [digest] = inbox.emails()
     assert digest["MessageAttributes"]["broom.outcome"]["Value"] == "held-by-cap"
     scheduler = deployed.client("scheduler")
     [listed] = scheduler.list_schedules()["Schedules"]
@@ -366,5 +366,5 @@ def test_held_instances_are_rechecked_by_the_schedule_the_archive_creates(deploy
 
     assert rechecked.ok, rechecked.logs[-4000:]
     assert states(ids, ec2) == dict({i: "terminated" for i in ids[1:]}, **{ids[0]: "running"})
-    outcomes = [m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.messages()]
+    outcomes = [m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.emails()]
     assert outcomes == ["terminated"] * 20

@@ -81,7 +81,7 @@ def test_member_event_terminates_in_the_member_and_never_in_the_hub(hub):
     assert "Assuming member role:arn:aws:iam::%s:role/broom-member" % MEMBER in result.logs
     assert states([valid, invalid], member_ec2) == {valid: "running", invalid: "terminated"}
     assert set(states(hub_instances, hub_ec2).values()) == {"running"}
-    assert [report_summary(m) for m in inbox.messages()] == [
+    assert [report_summary(m) for m in inbox.emails()] == [
         terminated_report(invalid, "invalid", REGION, account=MEMBER, topic_account=HUB)]
 
 

@@ -165,13 +165,13 @@ def test_pull_mode_run_terminates_only_each_accounts_violators(org, tmp_path):
                       if state == "terminated"}
         assert (account_id, region, terminated) == (
             account_id, region, VIOLATORS[account_id])
-        reports = by_instance(inboxes[account_id, region].messages())
+        reports = by_instance(inboxes[account_id, region].emails())
         assert sorted(labels[i] for i in reports) == sorted(VIOLATORS[account_id])
         for message in reports.values():
             summary = report_summary(message)
             assert (summary["account"], summary["region"], summary["action taken"]) == (
                 account_id, region, "terminated")
-    assert unused.messages() == []
+    assert unused.emails() == []
 
 
 def test_c7n_org_exits_0_when_a_policy_fails_to_load_but_prints_the_error(org, tmp_path):

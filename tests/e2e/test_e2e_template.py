@@ -45,7 +45,7 @@ def test_account_template_then_the_policy_then_the_archive_does_its_job(fresh_aw
     assert states(instances.values(), ec2) == {
         instances["valid"]: "running", instances["missing"]: "terminated",
         instances["invalid"]: "terminated"}
-    assert len(inbox.messages()) == 2
+    assert len(inbox.emails()) == 2
     dead_letters = fresh_aws.client("sqs").get_queue_attributes(
         QueueUrl=fresh_aws.client("sqs").get_queue_url(QueueName="broom-dead-letters")[
             "QueueUrl"], AttributeNames=["ApproximateNumberOfMessages"])

@@ -57,6 +57,19 @@ def test_client_for_another_account_sees_only_that_account(fresh_aws):
         "Account"] == OTHER_ACCOUNT
 
 
+def test_env_refuses_the_price_list_api_moto_does_not_serve(fresh_aws):
+    script = (
+        "import boto3, botocore.exceptions\n"
+        "try:\n"
+        "    boto3.client('pricing', region_name='us-east-1').get_products("
+        "ServiceCode='AmazonEC2')\n"
+        "except botocore.exceptions.EndpointConnectionError:\n"
+        "    print('refused')\n")
+    completed = subprocess.run([sys.executable, "-c", script], env=fresh_aws.env(),
+                               capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "refused", completed.stderr
+
+
 def test_env_lets_a_subprocess_reach_the_server(fresh_aws, monkeypatch):
     # Settings in the caller's environment that would otherwise send boto3 elsewhere.
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")

@@ -34,7 +34,7 @@ def test_push_terminates_violators_and_reports_the_creator(inbox):
     assert states([good, untagged, wrong]) == {
         good: "running", untagged: "terminated", wrong: "terminated"}
     messages = {m["MessageAttributes"]["broom.instance_id"]["Value"]: m
-                for m in inbox.messages()}
+                for m in inbox.emails()}
     assert set(messages) == {untagged, wrong}
     body = messages[untagged]["Message"]
     assert "Broom terminated EC2 instance %s in us-east-1" % untagged in body
@@ -63,9 +63,9 @@ def test_second_delivery_of_the_same_event_sends_no_new_report(inbox):
     [untagged] = launch()
     event = run_instances_event([untagged])
     main_policy().push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     main_policy().push(event)
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_report_says_termination_failed_when_the_instance_survives(inbox, protection):
@@ -75,7 +75,7 @@ def test_report_says_termination_failed_when_the_instance_survives(inbox, protec
     protection.protected.add(spot)
     main_policy().push(run_instances_event([spot]))
     assert states([spot]) == {spot: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Broom could NOT terminate EC2 instance" in message["Message"]
     assert "termination FAILED" in message["Message"]
     assert "force cannot clear termination protection on spot" in message["Message"]
@@ -96,7 +96,7 @@ def test_pull_mode_report_marks_the_creator_unknown_and_terminates_nothing(inbox
     [untagged] = launch()
     report_only_policy().run()
     assert states([untagged]) == {untagged: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Launched by:    unknown" in message["Message"]
     assert "Action taken:   none (this policy only reports)" in message["Message"]
     assert "Event:          none" in message["Message"]
@@ -106,7 +106,7 @@ def test_report_goes_to_a_topic_in_another_region(aws):
     eu = Inbox(region="eu-west-1")
     [untagged] = launch()
     report_only_policy(topic=eu.topic_arn).run()
-    [message] = eu.messages()
+    [message] = eu.emails()
     assert untagged in message["Message"]
     assert "Region:         us-east-1" in message["Message"]
 
@@ -117,8 +117,8 @@ def test_topic_override_from_vars_wins_over_the_default_topic(aws):
     [untagged] = launch(tags={"Code": "ABC"})
     main_policy(variables={"broom_topic": other.topic_arn,
                            "broom_codes": "XYZ"}).push(run_instances_event([untagged]))
-    assert default.messages() == []
-    [message] = other.messages()
+    assert default.emails() == []
+    [message] = other.emails()
     assert '"ABC" is not an allowed code (allowed codes: XYZ)' in message["Message"]
 
 
@@ -127,7 +127,7 @@ def test_untrusted_strings_cannot_break_the_message_layout(inbox):
     event = run_instances_event([wrong])
     event["detail"]["userIdentity"]["userName"] = "eve\r\nLaunched by: admin"
     main_policy().push(event)
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     lines = message["Message"].splitlines()
     assert [line for line in lines if line.startswith("Action taken:")] == [
         "Action taken:   terminated"]
@@ -172,7 +172,7 @@ def test_a_reported_event_tag_set_in_advance_does_not_silence_the_report(inbox):
     event = run_instances_event([instance])
     report_only_main_policy().push(event)
     assert states([instance]) == {instance: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Broom would terminate EC2 instance %s" % instance in message["Message"]
 
 
@@ -182,10 +182,10 @@ def test_repeated_delivery_reports_an_instance_left_running_once(inbox, state_ta
     for _ in range(3):  # EventBridge delivers at least once
         report_only_main_policy().push(event)
     assert states([instance]) == {instance: "running"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     event["detail"]["eventID"] = "another-event-about-it"
     report_only_main_policy().push(event)
-    assert len(inbox.messages()) == 1  # read messages are gone: one new report
+    assert len(inbox.emails()) == 1  # read messages are gone: one new report
 
 
 def test_a_report_that_could_not_be_published_is_sent_on_the_retry(aws, state_table):
@@ -198,7 +198,7 @@ def test_a_report_that_could_not_be_published_is_sent_on_the_retry(aws, state_ta
                                "broom_topic": missing}).push(event)
     inbox = Inbox()
     report_only_main_policy().push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_state_table_option_names_the_table(inbox):
@@ -211,7 +211,7 @@ def test_state_table_option_names_the_table(inbox):
     for _ in range(2):
         load_policy(data, variables={"broom_enforcement": "report-only",
                                      "broom_state_table": "team-broom-state"}).push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     items = boto3.client("dynamodb", region_name=REGION).scan(
         TableName="team-broom-state")["Items"]
     assert [i["pk"]["S"] for i in items] == [

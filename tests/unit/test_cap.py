@@ -38,7 +38,7 @@ def main_policy(variables=None, name="ec2-tags.yml", **terminate_options):
 
 def outcomes(inbox):
     return {m["MessageAttributes"]["broom.instance_id"]["Value"]:
-            m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.messages()}
+            m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.emails()}
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_held_instances_get_a_recheck_and_the_report_says_when_and_how_to_stop_i
     assert schedule["Target"]["Arn"] == FUNCTION_ARN
     assert schedule["Target"]["RoleArn"] == "arn:aws:iam::%s:role/broom-scheduler" % ACCOUNT
     assert recheck.held_ids(json.loads(schedule["Target"]["Input"])) == set(ids)
-    [digest] = inbox.messages()  # 21 > max-messages: one digest
+    [digest] = inbox.emails()  # 21 > max-messages: one digest
     assert "held back" in digest["Message"]
     assert "Broom checks them again at %s" % due.strftime("%Y-%m-%dT%H:%M:%SZ") in digest[
         "Message"]
@@ -102,7 +102,7 @@ def recheck_event():
 def test_the_recheck_terminates_what_still_breaks_the_rule(inbox, in_lambda):
     ids = launch(count=21, tags={"Code": "NOPE"})
     main_policy().push(run_instances_event(ids))
-    inbox.messages()
+    inbox.emails()
     fixed = ids[0]
     boto3.client("ec2", region_name=REGION).create_tags(
         Resources=[fixed], Tags=[{"Key": "Code", "Value": "LOL"}])
@@ -119,11 +119,11 @@ def test_the_recheck_reports_what_it_terminated_although_the_event_was_reported(
     create_state_table()
     ids = launch(count=21, tags={"Code": "NOPE"})
     main_policy().push(run_instances_event(ids))
-    inbox.messages()
+    inbox.emails()
 
     main_policy().push(recheck_event())
 
-    [digest] = inbox.messages()  # 21 instances > max-messages: one digest
+    [digest] = inbox.emails()  # 21 instances > max-messages: one digest
     assert digest["MessageAttributes"]["broom.outcome"]["Value"] == "terminated"
     assert digest["MessageAttributes"]["broom.count"]["Value"] == "21"
 
@@ -176,7 +176,7 @@ def test_scheduling_refused_says_so_in_the_report(inbox, in_lambda, monkeypatch)
     main_policy(**{"max-terminations": 3}).push(run_instances_event(ids))
 
     assert set(states(ids).values()) == {"running"}
-    message = inbox.messages()[0]["Message"]
+    message = inbox.emails()[0]["Message"]
     assert "Broom could NOT schedule a re-check (AccessDeniedException)" in message
 
 
@@ -191,7 +191,7 @@ def test_two_launches_by_one_principal_count_together_against_the_cap(inbox):
 
     assert set(states(first).values()) == {"terminated"}
     assert set(states(second).values()) == {"running"}
-    held = [m["Message"] for m in inbox.messages() if m["MessageAttributes"][
+    held = [m["Message"] for m in inbox.emails() if m["MessageAttributes"][
         "broom.outcome"]["Value"] == "held-by-cap"]
     assert len(held) == 3
     assert "with 3 already terminated for the same principal in this period, 3 more " \

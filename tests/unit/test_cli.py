@@ -40,7 +40,7 @@ def test_replay_shows_violators_and_changes_nothing_by_default(inbox, event_file
     assert ("1 event(s) read, 1 matched a policy: 1 handled, 1 acted on, 0 failed, "
             "0 skipped (dry run: nothing changed)") in result.output
     assert states([good, bad]) == {good: "running", bad: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_replay_execute_terminates_and_reports(inbox, event_file):
@@ -49,7 +49,7 @@ def test_replay_execute_terminates_and_reports(inbox, event_file):
     assert result.exit_code == 0, result.output
     assert "%s  invalid  terminated" % bad in result.output
     assert states([bad]) == {bad: "terminated"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_replay_reads_gzipped_cloudtrail_log_files(aws, event_file):

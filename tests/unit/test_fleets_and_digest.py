@@ -47,7 +47,7 @@ def test_report_names_the_group_to_fix(inbox, asg):
     [instance] = asg()
     main_policy().push(run_instances_event([instance], record=ROOT_VIA_ASG))
     assert states([instance]) == {instance: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Managed by:     Auto Scaling group web (relaunches what is terminated)" in (
         message["Message"])
     assert "add a Code tag with PropagateAtLaunch to the group" in message["Message"]
@@ -64,11 +64,11 @@ def test_relaunch_loop_sends_one_report_per_group_per_period(inbox, asg, state_t
         [instance] = asg()
         main_policy().push(relaunch_event(instance))
         assert states([instance]) == {instance: "terminated"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     now[0] += 3600
     [instance] = asg()
     main_policy().push(relaunch_event(instance))
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def relaunch_event(instance, record=ROOT_VIA_ASG):
@@ -93,7 +93,7 @@ def test_a_running_fleet_instance_is_never_throttled(inbox, asg, state_table, mo
             relaunch_event(running[-1]))
     assert states(running) == {i: "running" for i in running}
     reported = [m["MessageAttributes"]["broom.instance_id"]["Value"]
-                for m in inbox.messages()]
+                for m in inbox.emails()]
     assert reported == [terminated] + running
 
 
@@ -103,7 +103,7 @@ def test_only_the_terminated_instances_of_a_group_are_throttled(
     with its own outcome; the terminated one is part of the loop already reported."""
     [first] = asg()
     main_policy().push(relaunch_event(first))
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     protected, loose, other = asg(count=3)
     protection.protected.add(protected)
     protection.protected.add(other)
@@ -111,7 +111,7 @@ def test_only_the_terminated_instances_of_a_group_are_throttled(
         run_instances_event([loose, protected, other], record=ROOT_VIA_ASG))
     assert states([protected, loose, other]) == {
         protected: "running", loose: "terminated", other: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert message["Subject"].startswith("Broom could NOT terminate %s" % protected)
     assert "Also in group:  %s\n" % other in message["Message"]
     assert loose not in message["Message"]
@@ -120,7 +120,7 @@ def test_only_the_terminated_instances_of_a_group_are_throttled(
 def test_several_instances_of_a_group_in_one_event_make_one_report(inbox, asg):
     instances = asg(count=3)
     main_policy().push(run_instances_event(instances, record=ROOT_VIA_ASG))
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Also in group:" in message["Message"]
     for instance in instances:
         assert instance in message["Message"]
@@ -131,7 +131,7 @@ def test_fleet_instances_can_be_left_to_their_owner(inbox, asg):
     main_policy(terminate={"fleet-instances": "report-only"}).push(
         run_instances_event([instance], record=ROOT_VIA_ASG))
     assert states([instance]) == {instance: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "fleet instances are only reported (Auto Scaling group web)" in message["Message"]
     assert message["Subject"].startswith("Broom would terminate")
 
@@ -141,7 +141,7 @@ def test_instances_outside_fleets_are_still_reported_one_by_one(inbox, asg):
     loose = launch(count=2)
     main_policy().push(run_instances_event([grouped] + loose))
     reported = sorted(m["MessageAttributes"]["broom.instance_id"]["Value"]
-                      for m in inbox.messages())
+                      for m in inbox.emails())
     assert reported == sorted([grouped] + loose)
 
 
@@ -149,7 +149,7 @@ def test_many_instances_in_one_event_arrive_as_one_digest(inbox):
     ids = launch(count=25)
     main_policy(terminate={"max-terminations": 30}).push(run_instances_event(ids))
     assert set(states(ids).values()) == {"terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert message["Subject"] == "Broom: 25 instances without an allowed Code in us-east-1"
     assert all(i in message["Message"] for i in ids)
     assert "terminated: 25" in message["Message"]
@@ -161,7 +161,7 @@ def test_a_launch_over_the_cap_is_held_and_reported_in_one_digest(inbox):
     ids = launch(count=30, tags={"Code": "NOPE"})  # a code not allowed: capped
     main_policy().push(run_instances_event(ids))
     assert set(states(ids).values()) == {"running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert len(message["Message"].encode("utf-8")) < 256 * 1024
     assert "held back from terminating: 30" in message["Message"]
     assert "30 instances to terminate in one event exceed the cap of 20" in message[
@@ -182,7 +182,7 @@ def test_a_far_future_marker_tag_on_a_group_does_not_silence_its_reports(inbox, 
     [instance] = asg()
     main_policy().push(run_instances_event([instance], record=ROOT_VIA_ASG))
     assert states([instance]) == {instance: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Auto Scaling group web" in message["Message"]
     assert marker() == FAR_FUTURE  # Broom neither reads nor writes it
 
@@ -194,7 +194,7 @@ def test_a_one_time_spot_instance_is_a_plain_instance_whatever_its_request_says(
     main_policy(terminate={"fleet-instances": "report-only"}).push(
         run_instances_event([instance]))
     assert states([instance]) == {instance: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Action taken:   terminated" in message["Message"]
     assert "Managed by" not in message["Message"]
 
@@ -207,11 +207,11 @@ def test_a_persistent_spot_request_is_a_fleet_named_from_ec2s_own_record(
     request, instance = spot.request("persistent")
     main_policy().push(relaunch_event(instance, record=BY_USER))
     assert states([instance]) == {instance: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Managed by:     spot request %s (relaunches" % request in message["Message"]
     assert "cancel it, or request again with a Code tag" in message["Message"]
     now[0] += 60
     relaunched = spot.relaunch(request)
     main_policy().push(relaunch_event(relaunched, record=BY_USER))
     assert states([relaunched]) == {relaunched: "terminated"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []

@@ -626,7 +626,7 @@ def touched(calls, instance_ids):
 def reported(inbox):
     """Instance ids in the reports published (one per report, or a digest's lines)."""
     found = set()
-    for message in inbox.messages():
+    for message in inbox.emails():
         attributes = message.get("MessageAttributes", {})
         if "broom.instance_id" in attributes:
             found.add(attributes["broom.instance_id"]["Value"])
@@ -730,7 +730,7 @@ def test_an_instance_named_twice_is_terminated_and_reported_once(inbox, api_call
     assert states([violator]) == {violator: "terminated"}
     assert [params["InstanceIds"] for operation, params in api_calls
             if operation == "TerminateInstances"] == [[violator]]
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_unknown_ids_are_retried_within_the_lambda_timeout(inbox, fake_clock):

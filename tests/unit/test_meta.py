@@ -58,9 +58,20 @@ def shipped_elements():
     return found
 
 
+#: Elements the shipped policies leave out: they need something Broom does not deploy
+#: (notify-creator: a c7n-mailer queue). Their docstring examples stand in for them.
+OPT_IN = {"notify-creator"}
+
+
 def test_permissions_are_declared():
     elements = shipped_elements()
-    assert {e.type for e in elements} == set(entry.FILTERS) | set(entry.ACTIONS)
+    assert {e.type for e in elements} == set(entry.FILTERS) | set(entry.ACTIONS) - OPT_IN
+    for name in OPT_IN:
+        for example in docstring_examples(entry.ACTIONS[name]):
+            for data in example["policies"]:
+                manager = load_policy(data).resource_manager
+                elements += [e for e in manager.actions if e.type == name]
+    assert OPT_IN <= {e.type for e in elements}
     for element in elements:
         permissions = element.get_permissions()
         assert permissions, element.type

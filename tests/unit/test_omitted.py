@@ -49,7 +49,7 @@ def test_omitted_launch_is_found_by_client_token_handed_over_and_alerted(
     [forwarded] = handed_over
     assert [i["instanceId"] for i in forwarded["detail"]["responseElements"][
         "instancesSet"]["items"]] == ids
-    [alert] = inbox.messages()
+    [alert] = inbox.emails()
     assert alert["MessageAttributes"]["broom.outcome"]["Value"] == "omitted-record"
     assert event["detail"]["eventID"] in alert["Message"]
     assert "Launched by:    c7nbot" in alert["Message"]
@@ -62,7 +62,7 @@ def test_omitted_launch_without_client_token_is_alerted_and_nothing_acted_on(
     handler.run(omitted_event(token=None), None)
 
     assert handed_over == []
-    [alert] = inbox.messages()
+    [alert] = inbox.emails()
     assert "the record has no client token" in alert["Message"]
     assert "check their Code tags by hand" in alert["Message"]
 

@@ -78,7 +78,7 @@ def test_execute_drains_the_queue_deleting_handled_messages(inbox, queue):
     assert "%s  invalid  terminated" % bad in result.output
     assert states([bad]) == {bad: "terminated"}
     assert queue.bodies() == []
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_a_message_whose_event_failed_stays_in_the_queue(aws, queue):

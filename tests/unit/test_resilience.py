@@ -32,21 +32,21 @@ def test_tag_missing_from_describe_but_in_the_request_is_compliant(inbox, descri
     [tagged] = launch(tags={"Code": "LOL"})
     main_policy().push(run_instances_event([tagged], tags={"Code": "LOL"}))
     assert states([tagged]) == {tagged: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_tag_missing_from_describe_is_read_back_with_describe_tags(inbox, describe_omits_tags):
     [tagged] = launch(tags={"Code": "GGG"})
     main_policy().push(run_instances_event([tagged]))  # a 2016 record: no tagSpecificationSet
     assert states([tagged]) == {tagged: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_wrong_code_is_still_caught_when_describe_omits_tags(inbox, describe_omits_tags):
     [wrong] = launch(tags={"Code": "NOPE"})
     main_policy().push(run_instances_event([wrong]))
     assert states([wrong]) == {wrong: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert '"NOPE" is not an allowed code' in message["Message"]
 
 
@@ -95,7 +95,7 @@ def test_unknown_instance_id_does_not_hide_the_others(inbox, fake_clock):
     main_policy().push(run_instances_event([unknown] + ids))
     assert states(ids) == {i: "terminated" for i in ids}
     assert sorted(m["MessageAttributes"]["broom.instance_id"]["Value"]
-                  for m in inbox.messages()) == sorted(ids)
+                  for m in inbox.emails()) == sorted(ids)
     assert fake_clock.sleeps[:3] == [1, 2, 4]  # the unknown id was retried, briefly
 
 
@@ -284,7 +284,7 @@ def test_throttled_report_is_retried(inbox, refuse_first):
     [untagged] = launch()
     main_policy().push(run_instances_event([untagged]))
     assert len(refused) == 2
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_throttled_termination_is_retried(inbox, refuse_first):
@@ -314,7 +314,7 @@ def test_without_the_state_table_reports_are_sent_and_a_warning_says_to_create_i
         report_only_policy().push(event)
         [warning] = state_warnings(caplog)
         report_only_policy().push(event)
-    assert len(inbox.messages()) == 2  # no repeat suppression without the table
+    assert len(inbox.emails()) == 2  # no repeat suppression without the table
     assert "state table broom-state in us-east-1 cannot be used " \
            "(ResourceNotFoundException on PutItem): create it" in warning
 
@@ -341,7 +341,7 @@ def test_a_denied_state_table_reports_and_names_the_permission(inbox, state_tabl
     with caplog.at_level("WARNING", logger="custodian.broom.state"):
         report_only_policy().push(event)
         report_only_policy().push(event)
-    assert len(inbox.messages()) == 2
+    assert len(inbox.emails()) == 2
     warnings = state_warnings(caplog)
     assert len(warnings) == 2  # one per run
     assert ("allow dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/"
@@ -356,7 +356,7 @@ def test_a_throttled_state_table_does_not_hold_reports_back(inbox, state_table,
     [instance] = launch()
     main_policy().push(run_instances_event([instance]))
     assert states([instance]) == {instance: "terminated"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_a_relaunch_loop_is_reported_every_time_without_the_state_table(inbox, caplog):
@@ -367,4 +367,4 @@ def test_a_relaunch_loop_is_reported_every_time_without_the_state_table(inbox, c
         event = run_instances_event([instance])
         event["detail"]["eventID"] = "relaunch-%s" % instance
         main_policy().push(event)
-    assert len(inbox.messages()) == 3
+    assert len(inbox.emails()) == 3

@@ -38,7 +38,7 @@ def tag_policy(variables=None):
 
 def reports(inbox):
     return {m["MessageAttributes"]["broom.instance_id"]["Value"]: m
-            for m in inbox.messages()}
+            for m in inbox.emails()}
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_removing_code_from_a_running_instance_is_reported_naming_who_removed_it
     tag_policy().push(delete_tags([instance], {"Code": None}))
 
     assert states([instance]) == {instance: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     body = message["Message"]
     assert "Broom would terminate EC2 instance %s in us-east-1" % instance in body
     assert "Untagged by:    bob" in body
@@ -90,7 +90,7 @@ def test_changing_code_to_a_value_that_is_not_allowed_is_reported(inbox, value, 
     tag_policy().push(create_tags([instance], {"Code": value}))
 
     assert states([instance]) == {instance: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert why in message["Message"]
     assert "Tagged by:      alice@example.com" in message["Message"]
     assert "AWSReservedSSO_Developer_0123456789abcdef" in message["Message"]
@@ -107,7 +107,7 @@ def test_deleting_every_tag_removes_code_too_and_is_reported(inbox):
     tag_policy().push(event)
 
     assert states([instance]) == {instance: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Untagged by:    bob" in message["Message"]
     assert "the instance has no Code tag" in message["Message"]
 
@@ -126,7 +126,7 @@ def test_adding_a_valid_code_reports_nothing(inbox):
     [wrong] = launch(tags={"Code": "NOPE"})
     tag_policy().push(create_tags([untagged, wrong], {"Code": "LOL", "Owner": "alice"}))
     assert states([untagged, wrong]) == {untagged: "running", wrong: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 @pytest.mark.parametrize("change", ["create", "delete"])
@@ -137,14 +137,14 @@ def test_changing_another_tag_of_a_compliant_instance_reports_nothing(inbox, cha
     else:
         event = delete_tags([instance], {"Name": None})
     tag_policy().push(event)
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_delete_tags_that_does_not_match_the_value_leaves_code_and_reports_nothing(inbox):
     """DeleteTags Code=OLD on an instance tagged Code=LOL deletes nothing."""
     [instance] = launch(tags={"Code": "LOL"})
     tag_policy().push(delete_tags([instance], {"Code": "OLD"}))
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 @pytest.mark.parametrize("change", ["create", "delete"])
@@ -159,7 +159,7 @@ def test_another_tag_changed_on_an_instance_without_code_is_not_blamed_on_the_ta
     else:
         event = delete_tags([instance], {"Name": None})
     tag_policy().push(event)
-    assert inbox.messages() == []
+    assert inbox.emails() == []
     assert describe_calls == [[instance]]  # resolved once, then filtered by the event
 
 
@@ -189,7 +189,7 @@ def test_code_set_on_other_resources_only_does_nothing(inbox, describe_calls):
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
     tag_policy().push(create_tags([group, volume], {"Code": "NOPE"}))
     assert describe_calls == []
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 # Failed calls changed nothing: the Lambda handler skips them.
@@ -222,7 +222,7 @@ def test_failed_create_tags_is_skipped(inbox, lambda_handler, caplog):
         assert lambda_handler(event) is None
     assert "the call failed (Client.UnauthorizedOperation" in caplog.text
     assert states([untagged]) == {untagged: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
     del event["detail"]["errorCode"]  # the same call, had it succeeded, is reported
     assert lambda_handler(event) is True
@@ -236,7 +236,7 @@ def test_tag_changes_are_only_reported_unless_the_account_opts_in(inbox):
     policy = tag_policy(variables={"broom_enforcement": "enforce"})
     policy.push(delete_tags([instance], {"Code": None}))
     assert states([instance]) == {instance: "running"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_an_account_can_opt_in_to_terminate_on_tag_changes(inbox):
@@ -244,7 +244,7 @@ def test_an_account_can_opt_in_to_terminate_on_tag_changes(inbox):
     policy = tag_policy(variables={"broom_tag_change_enforcement": "enforce"})
     policy.push(delete_tags([instance], {"Code": None}))
     assert states([instance]) == {instance: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Action taken:   terminated" in message["Message"]
 
 
@@ -253,7 +253,7 @@ def test_codes_and_topic_come_from_the_same_account_vars(aws):
     [instance] = launch(tags={"Code": "DATA"})
     tag_policy(variables={"broom_codes": "DATA,LOL", "broom_topic": team.topic_arn}).push(
         create_tags([instance], {"Code": "LOL2"}))
-    [message] = team.messages()
+    [message] = team.emails()
     assert "(allowed codes: DATA, LOL)" in message["Message"]
 
 

@@ -16,7 +16,7 @@ def main_policy(variables=None, **terminate_options):
 
 def reports(inbox):
     return {m["MessageAttributes"]["broom.instance_id"]["Value"]: m
-            for m in inbox.messages()}
+            for m in inbox.emails()}
 
 
 def test_protected_instance_is_terminated_with_force_and_others_too(inbox, protection):
@@ -76,7 +76,7 @@ def test_report_only_mode_from_vars_terminates_nothing_and_says_would_terminate(
     main_policy(variables={"broom_enforcement": "report-only"}).push(
         run_instances_event([untagged]))
     assert states([untagged]) == {untagged: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert message["Subject"].startswith("Broom would terminate %s" % untagged)
     assert "Broom would terminate it, but only reports (report-only mode)" in message[
         "Message"]
@@ -106,7 +106,7 @@ def test_break_glass_principal_is_reported_not_terminated(inbox):
     [untagged] = launch()
     main_policy().push(break_glass_event([untagged]))
     assert states([untagged]) == {untagged: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "exempt principal (broom-break-glass)" in message["Message"]
     assert message["MessageAttributes"]["broom.outcome"]["Value"] == "exempt"
 
@@ -123,7 +123,7 @@ def test_exempt_account_is_reported_not_terminated(inbox):
     [untagged] = launch()
     main_policy(**{"exempt-accounts": [ACCOUNT]}).push(run_instances_event([untagged]))
     assert states([untagged]) == {untagged: "running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "account %s is exempt" % ACCOUNT in message["Message"]
 
 
@@ -171,12 +171,12 @@ def test_repeated_delivery_in_report_only_mode_sends_no_second_report(inbox, sta
     event = run_instances_event([untagged])
     policy = main_policy(variables={"broom_enforcement": "report-only"})
     policy.push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
     main_policy(variables={"broom_enforcement": "report-only"}).push(event)
-    assert inbox.messages() == []
+    assert inbox.emails() == []
     event["detail"]["eventID"] = "another-event"
     main_policy(variables={"broom_enforcement": "report-only"}).push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_repeated_delivery_after_a_failed_termination_sends_no_second_report(
@@ -186,7 +186,7 @@ def test_repeated_delivery_after_a_failed_termination_sends_no_second_report(
     event = run_instances_event([spot])
     main_policy().push(event)
     main_policy().push(event)
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_an_unknown_enforcement_value_never_terminates():

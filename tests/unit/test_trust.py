@@ -66,7 +66,7 @@ def test_a_stale_record_naming_a_running_instance_terminates_nothing(inbox):
     load_policy(main_policy()).push(event)
 
     assert states([victim]) == {victim: "running"}
-    [report] = inbox.messages()
+    [report] = inbox.emails()
     assert report["MessageAttributes"]["broom.outcome"]["Value"] == "anomaly"
 
 

@@ -49,7 +49,8 @@ def row(element, options, validate_says, schema_says=None, variables=None):
                                          "unset" if value is DROP else ascii(value)))
 
 
-ARN_LIKE = "must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:broom-reports"
+ARN_LIKE = ("must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:broom-reports "
+            "(or a FIFO topic's, ending in .fifo)")
 
 TABLE = [
     # allowed-codes
@@ -218,9 +219,17 @@ TABLE = [
         "'{broom-state}': braces are allowed only as one whole",
         variables={"broom_state_table": "{broom-state}"}),
     row(REPORT, {"topic_override": "x"}, "'topic_override': unknown option "
-        "'topic_override' (valid: fleet-report-period, max-messages, state-table, topic, "
-        "topic-override)",
+        "'topic_override' (valid: chatbot-topic, cost, fleet-report-period, https-format, "
+        "max-messages, state-table, topic, topic-override)",
         "Additional properties are not allowed ('topic_override' was unexpected)"),
+    row(REPORT, {"topic": "arn:aws:sns:us-east-1:123456789012:reports.fifo.fifo"},
+        "'topic' %s, got 'arn:aws:sns:us-east-1:123456789012:reports.fifo.fifo'" % ARN_LIKE),
+    row(REPORT, {"chatbot-topic": "arn:aws:sqs:us-east-1:123456789012:q"},
+        "'chatbot-topic' %s, got 'arn:aws:sqs:us-east-1:123456789012:q'" % ARN_LIKE),
+    row(REPORT, {"https-format": "slack"}, "'https-format': 'slack' is not one of "
+        "['json', 'chatbot']", "'slack' is not one of ['json', 'chatbot']"),
+    row(REPORT, {"cost": "yes"}, "'cost': 'yes' is not of type 'boolean'",
+        "'yes' is not of type 'boolean'"),
 ]
 
 
@@ -250,9 +259,59 @@ def test_schema_names_the_policy_the_option_and_the_value(
     assert ("['%s']" % option) in text or ("'%s'" % option) in schema_says
 
 
+# notify-creator is in no shipped policy (it needs a c7n-mailer queue): its table runs
+# on a policy of its own.
+NOTIFY = "action:notify-creator"
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/c7n-mailer"
+NOTIFY_TABLE = [
+    row(NOTIFY, {"queue": DROP}, "'': 'queue' is a required property",
+        "'queue' is a required property"),
+    row(NOTIFY, {"creators": {"role/ci": "not an address"}}, "'creators' maps 'role/ci' "
+        "to 'not an address', which is not a plain e-mail address"),
+    row(NOTIFY, {"creators": {"ci": "ci@example.com"}}, "'creators' key 'ci' must be an "
+        "IAM ARN, role/NAME or user/NAME"),
+    row(NOTIFY, {"creators-from": {"path": "x"}}, "'creators-from': 'url' is a required "
+        "property"),
+    row(NOTIFY, {"domains": "example.com"}, "'domains': 'example.com' is not of type "
+        "'array'", "'example.com' is not of type 'array'"),
+    row(NOTIFY, {"identity-center": "yes"}, "'identity-center': 'yes' is not of type "
+        "'boolean'", "'yes' is not of type 'boolean'"),
+    row(NOTIFY, {"slack": 1}, "'slack': 1 is not of type 'boolean'",
+        "1 is not of type 'boolean'"),
+    row(NOTIFY, {"template": 5}, "'template': 5 is not of type 'string'",
+        "5 is not of type 'string'"),
+    row(NOTIFY, {"subject": 5}, "'subject': 5 is not of type 'string'",
+        "5 is not of type 'string'"),
+]
+
+
+def notify_policy(**options):
+    action = {"type": "notify-creator", "queue": QUEUE}
+    for option, value in options.items():
+        if value is DROP:
+            action.pop(option)
+        else:
+            action[option] = value
+    return {"name": POLICY, "resource": "aws.ec2",
+            "filters": [{"type": "allowed-codes", "codes": ["LOL"]}],
+            "actions": [{"type": "creator-report",
+                         "topic": "arn:aws:sns:us-east-1:123456789012:broom-reports"}, action]}
+
+
+@pytest.mark.parametrize("element, options, variables, validate_says, schema_says",
+                         NOTIFY_TABLE)
+def test_notify_creator_validate_names_the_option(
+        element, options, variables, validate_says, schema_says):
+    with pytest.raises(PolicyValidationError) as error:
+        load_policy(notify_policy(**options))
+    assert str(error.value).startswith("policy:%s %s: %s" % (POLICY, element, validate_says))
+    if schema_says:
+        assert schema_says in str(schema_errors(notify_policy(**options))[0])
+
+
 def test_every_option_of_every_element_is_in_the_table():
     from c7n_broom.entry import ACTIONS, FILTERS
-    covered = {(p.values[0], option) for p in TABLE for option in p.values[1]}
+    covered = {(p.values[0], option) for p in TABLE + NOTIFY_TABLE for option in p.values[1]}
     for kind, registry in (("filter", FILTERS), ("action", ACTIONS)):
         for name, element in registry.items():
             for option in element.schema["properties"]:
