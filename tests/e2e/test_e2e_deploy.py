@@ -166,7 +166,7 @@ def test_instant_fleet_event_terminates_its_untagged_instances_and_reports_once(
     record = create_fleet_event([untagged, [tagged]])["detail"]
 
     first = invoke_deployed(deployed, FUNCTION, record, REGION)
-    reports = inbox.messages()
+    reports = inbox.emails()
     again = invoke_deployed(deployed, FUNCTION, record, REGION)  # EventBridge retries
 
     assert first.ok, first.logs[-4000:]
@@ -179,7 +179,7 @@ def test_instant_fleet_event_terminates_its_untagged_instances_and_reports_once(
         "KarpenterController-demo (session name is not meaningful; role shown)")
     assert fields["Event"].startswith("CreateFleet at %s" % record["eventTime"])
     assert again.ok, again.logs[-4000:]
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_function_in_eu_west_1_acts_in_its_own_region(deployed):

@@ -100,6 +100,6 @@ def test_member_instant_fleet_is_judged_in_the_member(hub):
     assert result.ok, result.logs[-4000:]
     assert "Assuming member role:arn:aws:iam::%s:role/broom-member" % MEMBER in result.logs
     assert states([valid, invalid], member_ec2) == {valid: "running", invalid: "terminated"}
-    [report] = inbox.messages()
+    [report] = inbox.emails()
     assert report_summary(report)["instance"] == invalid
     assert report_summary(report)["account"] == MEMBER

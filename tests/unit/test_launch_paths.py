@@ -207,7 +207,7 @@ def test_an_untagged_instant_fleet_is_terminated_and_its_caller_named(inbox):
 
     assert states(untagged + [tagged]) == {
         untagged[0]: "terminated", untagged[1]: "terminated", tagged: "running"}
-    messages = inbox.messages()
+    messages = inbox.emails()
     assert {m["MessageAttributes"]["broom.instance_id"]["Value"] for m in messages} == set(
         untagged)
     body = messages[0]["Message"]
@@ -223,7 +223,7 @@ def test_the_fleet_requests_code_tag_counts_before_ec2_shows_it(inbox):
     main_policy().push(create_fleet_event([[instance]], tags={"Code": "LOL"}))
 
     assert states([instance]) == {instance: "running"}
-    assert inbox.messages() == []
+    assert inbox.emails() == []
 
 
 def test_a_fleet_record_naming_an_instance_launched_at_another_time_terminates_nothing(inbox):
@@ -235,7 +235,7 @@ def test_a_fleet_record_naming_an_instance_launched_at_another_time_terminates_n
     main_policy().push(event)
 
     assert states([older]) == {older: "running"}
-    [report] = inbox.messages()
+    [report] = inbox.emails()
     assert report["MessageAttributes"]["broom.outcome"]["Value"] == "anomaly"
     assert "but the CreateFleet record is from 2026-01-05T10:00:00Z" in report["Message"]
 
@@ -252,7 +252,7 @@ def test_a_fleet_with_a_code_that_is_not_allowed_is_held_by_the_cap(inbox):
     ids = launch_fleet(3, tags={"Code": "NOPE"})
     main_policy(**{"max-terminations": 2}).push(create_fleet_event([ids]))
     assert set(states(ids).values()) == {"running"}
-    assert {m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.messages()} == {
+    assert {m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.emails()} == {
         "held-by-cap"}
 
 
@@ -278,7 +278,7 @@ def test_one_report_for_a_fleet_launch_named_by_both_its_records(inbox, state_ta
     report_only().push(create_fleet_event([[instance]]))
 
     assert states([instance]) == {instance: "running"}
-    assert len(inbox.messages()) == 1
+    assert len(inbox.emails()) == 1
 
 
 def test_a_plain_run_instances_record_keeps_one_report_per_event():
@@ -293,7 +293,7 @@ def test_a_fleet_an_auto_scaling_group_creates_is_reported_as_auto_scalings(inbo
     identity = json.loads((IDENTITIES / "service-linked-autoscaling.json").read_text())
     [instance] = launch_fleet()
     report_only().push(create_fleet_event([[instance]], identity=identity))
-    [report] = inbox.messages()
+    [report] = inbox.emails()
     assert "launched by Auto Scaling through its service-linked role" in report["Message"]
 
 
@@ -329,7 +329,7 @@ def test_an_omitted_fleet_is_looked_up_by_its_fleet_id_tag_and_alerted(
                           "Values": ["fleet-0a1b2c3d-4e5f-6789-abcd-ef0123456789"]}]
     [forwarded] = handed_over
     assert policy_ids(forwarded) == ids
-    [alert] = inbox.messages()
+    [alert] = inbox.emails()
     assert alert["Subject"] == "Broom: a CreateFleet record in us-east-1 lists no instances"
     assert "2 instance(s) by the fleet's id" in alert["Message"]
     assert "Launched by:    KarpenterController-demo" in alert["Message"]
@@ -340,7 +340,7 @@ def test_an_omitted_fleet_without_a_fleet_id_is_alerted_and_nothing_acted_on(
     deployed(policy_data())
     handler.run(omitted_fleet_event(fleet_id=None), None)
     assert handed_over == []
-    [alert] = inbox.messages()
+    [alert] = inbox.emails()
     assert "the record has no fleet id to look the launch up by" in alert["Message"]
 
 
