@@ -184,7 +184,8 @@ def test_athena_rows_are_judged_as_the_same_records_in_files(aws, history, tmp_p
     query = boto3.client("athena", region_name=REGION).get_query_execution(
         QueryExecutionId=execution)["QueryExecution"]
     assert query["ResultConfiguration"]["OutputLocation"].startswith("s3://athena-results/broom/")
-    assert "eventname IN ('CreateTags', 'DeleteTags', 'RunInstances')" in query["Query"]
+    assert ("eventname IN ('CreateFleet', 'CreateTags', 'DeleteTags', 'RunInstances')"
+            in query["Query"])
 
 
 def test_athena_sql_is_partition_pruned_by_region_and_date():
