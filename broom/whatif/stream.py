@@ -244,9 +244,11 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
         for launch in pending.due(when):
             judge(launch)
         if record.get("eventName") in LAUNCHES:
-            if events.fleet_launches_later(record):
+            if events.fleet_launches_later(record) and not events.launched_instances(
+                    record):
                 # a fleet of type request or maintain: its service-linked role
-                # launches later, with RunInstances records of its own
+                # launches later, with RunInstances records of its own (the Lambda
+                # skips it: events.skip_reason)
                 stats["later_fleets"] += 1
             else:
                 # a failed call launched nothing: it is judged in turn all the same
