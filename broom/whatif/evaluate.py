@@ -59,6 +59,9 @@ class Rule:
     cap_period: int
     recheck_after: int
     scp: dict  # the SCP document broom scp prints for this policy
+    #: The launch calls (events.LAUNCH_CALLS) the policy subscribes to: a policy
+    #: deployed without CreateFleet never sees an instant fleet's record.
+    launch_calls: frozenset = frozenset(events.LAUNCH_CALLS)
 
 
 #: The account and region vars are filled with when none is given: they only place
@@ -117,18 +120,23 @@ def load_rule(path, variables=None, account_id=None, region=None):
         data = terminator.data if terminator is not None else {}
         return Rule(policy, check, terminator, settings, check.data.get("grace-seconds", 0),
                     data.get("cap-period", DEFAULT_CAP_PERIOD),
-                    data.get("recheck-after", 3600), document)
+                    data.get("recheck-after", 3600), document,
+                    frozenset(_subscribed(policy) & set(events.LAUNCH_CALLS)))
     raise WhatifError("%s: no policy in it judges RunInstances with an allowed-codes filter "
                       "(mode: cloudtrail, events: RunInstances)" % path)
+
+
+def _subscribed(policy):
+    """The event names of a policy's ``mode.events``."""
+    mode = policy.data.get("mode") or {}
+    return {e if isinstance(e, str) else e.get("event") for e in mode.get("events") or ()
+            if isinstance(e, (str, dict))}
 
 
 def _judges_launches(policy):
     from c7n_broom.filters import AllowedCodes
 
-    mode = policy.data.get("mode") or {}
-    names = {e if isinstance(e, str) else e.get("event") for e in mode.get("events") or ()
-             if isinstance(e, (str, dict))}
-    return "RunInstances" in names and any(
+    return "RunInstances" in _subscribed(policy) and any(
         isinstance(f, AllowedCodes) for f in policy.resource_manager.filters)
 
 

@@ -50,11 +50,15 @@ class Selection:
     #: Seconds past ``until`` that tag calls are still read (the last launches' grace
     #: period and watch).
     tag_slack: float = WATCH_AFTER_GRACE
+    #: The launch calls the simulated policy subscribes to (of LAUNCHES).
+    launches: frozenset = frozenset(LAUNCHES)
 
     def pick(self, record):
         """(epoch seconds, record) when the simulation needs the record, else None."""
         name = record.get("eventName")
         if name not in NAMES or record.get("eventSource") != EC2:
+            return None
+        if name in LAUNCHES and name not in self.launches:
             return None
         if self.accounts and record.get("recipientAccountId") not in self.accounts:
             return None

@@ -560,3 +560,25 @@ def test_since_and_until_select_fleet_launches_as_launches(tmp_path):
                         trail.create_fleet([[after]], 3601)])
     _, document, _ = whatif(tmp_path, "--until", "2026-10-01T10:00:00Z")
     assert verdicts(document) == {inside: ("compliant", "none", "deny")}
+
+
+def test_a_policy_without_create_fleet_judges_only_what_ec2_fleet_records_as_run_instances(
+        tmp_path):
+    """Simulated as deployed: a rule without CreateFleet never sees the fleet's record,
+    only the RunInstances records EC2 Fleet makes for it."""
+    [data] = policy_file()["policies"]
+    data["mode"]["events"] = [e for e in data["mode"]["events"] if e["event"] != "CreateFleet"]
+    path = tmp_path / "p" / "policy.yml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"policies": [data]}))
+    seen, unseen = instance_id(), instance_id()
+    fleet = trail.create_fleet([[seen]], 0, tags={"Code": "LOL"})
+    log_file(tmp_path / "trail", [
+        fleet, trail.by_ec2_fleet(run_instances([seen], 1, who=fleet["userIdentity"])),
+        trail.create_fleet([[unseen]], 10)])
+    assert evaluate.load_rule(path).launch_calls == {"RunInstances"}
+    _, document, _ = whatif(tmp_path / "trail", policy=path)
+
+    [launch] = document["launches"]
+    assert launch["event_id"] != fleet["eventID"] and "also_recorded_by" not in launch
+    assert verdicts(document) == {seen: ("violation", "terminate", "deny")}
