@@ -179,8 +179,8 @@ def footer(stats, skipped):
     if stats.get("repeats"):
         line += "; %d repeated launch record(s) counted once" % stats["repeats"]
     if stats.get("joined"):
-        line += ("; %d RunInstances/CreateFleet record(s) of a fleet launch already "
-                 "judged with its other record" % stats["joined"])
+        line += ("; %d more record(s) of fleet launches (CreateFleet and EC2 Fleet's "
+                 "RunInstances) judged with them" % stats["joined"])
     if stats.get("later_fleets"):
         line += ("; %d CreateFleet of type request/maintain (they launch later, by "
                  "RunInstances)" % stats["later_fleets"])
