@@ -9,11 +9,13 @@ filter (its ``violation()``, the code the Lambda runs: codes, overrides,
 instance in a RunInstances response (launch templates tag there; for a fleet, the
 RunInstances records EC2 Fleet made for it), the ``aws:ec2:fleet-id`` tag EC2 puts on
 an instant fleet's instances, the request's tags, and for an instance with no Code at
-all, the first ``CreateTags`` on it within ``grace-seconds``. What Broom would have done comes from
-``c7n_broom.decisions.plan`` with the policy's ``safe-terminate`` settings (exemptions,
-fleets, report-only, the cap counted per principal over ``cap-period`` as Broom's state
-table counts it). The SCP answer comes from ``broom.scp_eval`` on the document ``broom
-scp`` prints for the same policy. No AWS call anywhere.
+all, the first ``CreateTags`` on it within ``grace-seconds``. What Broom would have
+done comes from ``c7n_broom.decisions.plan`` with the policy's ``safe-terminate``
+settings (exemptions, fleets, report-only, the cap counted per principal over
+``cap-period`` as Broom's state table counts it). The SCP answer comes from
+``broom.scp_eval`` on the document ``broom scp`` prints for the same policy (for an
+instant fleet: its caller's RunInstances with the fleet's instance tags). No AWS call
+anywhere.
 """
 import dataclasses
 from datetime import datetime, timezone
