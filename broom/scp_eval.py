@@ -22,6 +22,8 @@ the six ``:``-separated ARN parts on its own) so each checks the other.
 """
 import fnmatch
 
+from c7n_broom import events
+
 NEGATED = {"StringNotEquals": "StringEquals",
            "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
            "ArnNotLike": "ArnLike"}
@@ -109,10 +111,31 @@ def request(action, resource, principal, tags=None, **context):
     return {"action": action, "resource": resource, "context": values}
 
 
+def launch_tags(record, template_tags=None):
+    """The request tags IAM sees for each resource type of one launch record, as
+    ``launch_requests`` takes them.
+
+    ``RunInstances``: the request's ``tagSpecificationSet``, and with a launch
+    template, ``template_tags`` (the template's instance tags, as EC2 reports them
+    on the instances) under the request's own. An instant fleet's ``CreateFleet``:
+    each of its launches is authorised as the caller's ``ec2:RunInstances``, with
+    the fleet request's ``TagSpecification`` as request tags (docs/launch-paths.md);
+    a fleet always launches from a template, whose tags count as for RunInstances.
+    """
+    tags = {kind: events.request_tags(record, kind)
+            for kind in ("instance", "volume", "network-interface")}
+    fleet = events.field(record, "eventName") == "CreateFleet"
+    if template_tags and (fleet or events.get_path(record, "requestParameters",
+                                                   "launchTemplate")):
+        tags["instance"] = dict(template_tags, **tags["instance"])
+    return tags
+
+
 def launch_requests(region, account, principal, tags_by_type):
-    """The authorization requests of one RunInstances call that an SCP on instances can
-    refuse: ``ec2:RunInstances`` on each resource it creates, with the request tags of
-    its own type, and, for each type it tags on creation, ``ec2:CreateTags`` with
+    """The authorization requests of one RunInstances call (or of each launch of an
+    instant fleet: ``launch_tags``) that an SCP on instances can refuse:
+    ``ec2:RunInstances`` on each resource it creates, with the request tags of its
+    own type, and, for each type it tags on creation, ``ec2:CreateTags`` with
     ``ec2:CreateAction=RunInstances``. ``tags_by_type`` maps a resource type
     (``instance``, ``volume``, ``network-interface``) to its tags (a dict; a launch
     template's tags count as the request's)."""

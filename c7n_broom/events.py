@@ -132,9 +132,19 @@ def launched_instances(record):
     return [i for i in found if isinstance(i, str) and i.startswith("i-")]
 
 
+def fleet_launches_later(record):
+    """True for a CreateFleet record of type ``request`` or ``maintain``: such a fleet
+    launches later, through EC2 Fleet's service-linked role and RunInstances records of
+    its own; its CreateFleet names no instance and is not a launch by its caller."""
+    fleet_type = field(record, "requestParameters", "CreateFleetRequest", "Type")
+    return field(record, "eventName") == "CreateFleet" and fleet_type not in ("", "instant")
+
+
 #: The ``invokedBy`` of the RunInstances records EC2 Fleet makes to launch a fleet's
 #: instances (for an instant fleet, with its caller's identity).
 EC2_FLEET = "ec2fleet.amazonaws.com"
+#: The report key of every record of an EC2 Fleet's launch (``report_key``).
+FLEET_LAUNCH = "fleet-launch"
 
 
 def report_key(record):
@@ -147,7 +157,7 @@ def report_key(record):
     fleet_made = (field(record, "eventName") == "RunInstances"
                   and field(record, "userIdentity", "invokedBy") == EC2_FLEET)
     if field(record, "eventName") == "CreateFleet" or fleet_made:
-        return "fleet-launch"
+        return FLEET_LAUNCH
     return field(record, "eventID")
 
 
@@ -210,9 +220,9 @@ def skip_reason(event):
     if is_launch(record) and not launched_instances(record):
         why = ("is null" if record.get("responseElements") is None else
                "has no instance ids")
-        fleet_type = field(record, "requestParameters", "CreateFleetRequest", "Type")
-        if field(record, "eventName") == "CreateFleet" and fleet_type not in ("", "instant"):
-            why += " (a fleet of type %s launches later, by RunInstances)" % _show(fleet_type)
+        if fleet_launches_later(record):
+            why += " (a fleet of type %s launches later, by RunInstances)" % _show(
+                field(record, "requestParameters", "CreateFleetRequest", "Type"))
         return "%s record names no launched instance (responseElements %s)" % (
             field(record, "eventName"), why)
     return None

@@ -114,6 +114,45 @@ def run_instances(ids, seconds=0, who=None, tags=None, response_tags=None, accou
     return record
 
 
+def karpenter(session="1715000000000000000", account=ACCOUNT):
+    """A Kubernetes node provisioner's controller role (its session name is a number)."""
+    return role("KarpenterController", session, account=account)
+
+
+def create_fleet(groups, seconds=0, who=None, tags=None, account=ACCOUNT, region=REGION,
+                 error=None, errors=(), fleet_type="instant", single_as_element=True):
+    """A CreateFleet record of an instant fleet launching ``groups`` (one list of
+    instance ids per instance type), in the shape ``support.create_fleet_event``
+    builds and documents (EC2's XML shape: a list of one recorded as the element alone
+    unless ``single_as_element`` is false): ``tags`` in the request's instance
+    TagSpecification; ``errors`` error codes of what it could not launch; ``error``
+    (code, message) makes it a failed call; ``fleet_type`` request or maintain makes a
+    fleet that launches later (its response names no instance)."""
+    from support import create_fleet_event  # imports boto3 and c7n: only when needed
+
+    number = next(_ids)
+    record = create_fleet_event(
+        groups, tags=tags, errors=errors, identity=who or karpenter(account=account),
+        fleet_type=fleet_type, single_as_element=single_as_element, account=account,
+        region=region, event_time=at(seconds),
+        fleet_id="fleet-%08x-0000-4000-8000-%012x" % (number, number))["detail"]
+    record.update(eventID=str(uuid.uuid4()), requestID=str(uuid.uuid4()))
+    if error:
+        record["errorCode"], record["errorMessage"] = error
+        record["responseElements"] = None
+    return record
+
+
+def by_ec2_fleet(record):
+    """A RunInstances record as EC2 Fleet makes it for an instant fleet's launch: the
+    caller's identity, ``invokedBy`` (and source and agent) ``ec2fleet.amazonaws.com``
+    (aws/karpenter-provider-aws#8190)."""
+    record = copy.deepcopy(record)
+    record["userIdentity"]["invokedBy"] = "ec2fleet.amazonaws.com"
+    record["sourceIPAddress"] = record["userAgent"] = "ec2fleet.amazonaws.com"
+    return record
+
+
 def create_tags(ids, tags, seconds, who=None, account=ACCOUNT, region=REGION, error=None):
     record = copy.deepcopy(_CREATE)
     record.update(eventTime=at(seconds), awsRegion=region, recipientAccountId=account,

@@ -2,9 +2,10 @@
 
 For organisation trails too big to read on one machine: Athena scans the standard
 CloudTrail table (AWS's "Querying AWS CloudTrail logs", with partition projection by
-``region`` and ``timestamp`` = ``yyyy/MM/dd``) for the three EC2 calls Broom needs, in
-the time window, pruned by those partitions; the rows come back page by page and are
-judged by the same code as log files. ``sql`` is what ``--athena-sql`` prints.
+``region`` and ``timestamp`` = ``yyyy/MM/dd``) for the EC2 calls Broom needs (the
+launches, RunInstances and CreateFleet, and the tag calls), in the time window,
+pruned by those partitions; the rows come back page by page and are judged by the
+same code as log files. ``sql`` is what ``--athena-sql`` prints.
 """
 import re
 import time
@@ -63,6 +64,7 @@ def sql(table, since, until, regions=(), accounts=(), grace=0):
         raise AthenaError("--until must be after --since")
     tags_until = until + timedelta(seconds=grace + stream.WATCH_AFTER_GRACE)
     names = ", ".join("'%s'" % n for n in sorted(stream.NAMES))
+    launches = ", ".join("'%s'" % n for n in sorted(stream.LAUNCHES))
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     where = [
         "eventsource = '%s'" % stream.EC2,
@@ -70,8 +72,8 @@ def sql(table, since, until, regions=(), accounts=(), grace=0):
         "\"timestamp\" BETWEEN '%s' AND '%s'" % (since.strftime("%Y/%m/%d"),
                                                 tags_until.strftime("%Y/%m/%d")),
         "eventtime >= '%s'" % since.strftime(stamp),
-        "(eventtime < '%s' OR (eventname <> 'RunInstances' AND eventtime < '%s'))" % (
-            until.strftime(stamp), tags_until.strftime(stamp)),
+        "(eventtime < '%s' OR (eventname NOT IN (%s) AND eventtime < '%s'))" % (
+            until.strftime(stamp), launches, tags_until.strftime(stamp)),
     ]
     if regions:
         where.append("region IN (%s)" % _literals(regions, REGION, "--region"))

@@ -70,7 +70,8 @@ def run_whatif(options, echo):
             files = sources.read_sources(options.sources, s3_client)
         selection = stream.Selection(since or None, until or None,
                                      frozenset(options.accounts), frozenset(options.regions),
-                                     rule.grace + stream.WATCH_AFTER_GRACE)
+                                     rule.grace + stream.WATCH_AFTER_GRACE,
+                                     rule.launch_calls)
         return simulate(rule, files, selection, options, echo)
     except (evaluate.WhatifError, AthenaError, DemoError, AwsSetupError) as e:
         return fail(e)

@@ -1,15 +1,21 @@
 """Judge one past launch as Broom's Lambda and its SCP would have.
 
-The verdict comes from the policy's own ``allowed-codes`` filter (its
-``violation()``, the code the Lambda runs: codes, overrides, ``ignore-case``), fed
-what the Lambda would have seen: the tags EC2 reports on each instance in the
-RunInstances response (launch templates tag there), the request's
-``tagSpecificationSet``, and for an instance with no Code at all, the first
-``CreateTags`` on it within ``grace-seconds``. What Broom would have done comes from
-``c7n_broom.decisions.plan`` with the policy's ``safe-terminate`` settings (exemptions,
-fleets, report-only, the cap counted per principal over ``cap-period`` as Broom's state
-table counts it). The SCP answer comes from ``broom.scp_eval`` on the document ``broom
-scp`` prints for the same policy. No AWS call anywhere.
+A launch is a RunInstances record or an instant fleet's CreateFleet record (the
+instances come from ``events.launched_instances``, the request tags from
+``events.request_tags``, the creator from ``identity.creator_from_record``: the
+Lambda's own helpers). The verdict comes from the policy's own ``allowed-codes``
+filter (its ``violation()``, the code the Lambda runs: codes, overrides,
+``ignore-case``), fed what the Lambda would have seen: the tags EC2 reports on each
+instance in a RunInstances response (launch templates tag there; for a fleet, the
+RunInstances records EC2 Fleet made for it), the ``aws:ec2:fleet-id`` tag EC2 puts on
+an instant fleet's instances, the request's tags, and for an instance with no Code at
+all, the first ``CreateTags`` on it within ``grace-seconds``. What Broom would have
+done comes from ``c7n_broom.decisions.plan`` with the policy's ``safe-terminate``
+settings (exemptions, fleets, report-only, the cap counted per principal over
+``cap-period`` as Broom's state table counts it). The SCP answer comes from
+``broom.scp_eval`` on the document ``broom scp`` prints for the same policy (for an
+instant fleet: its caller's RunInstances with the fleet's instance tags). No AWS call
+anywhere.
 """
 import dataclasses
 from datetime import datetime, timezone
@@ -19,6 +25,7 @@ from c7n_broom import codes, decisions, events, principals, report
 from c7n_broom.filters import DEFAULT_KEY
 from c7n_broom.fleets import fleet_of
 from c7n_broom.identity import creator_from_record
+from c7n_broom.omitted import fleet_id
 
 COMPLIANT = "compliant"
 VIOLATION = "violation"
@@ -54,6 +61,9 @@ class Rule:
     cap_period: int
     recheck_after: int
     scp: dict  # the SCP document broom scp prints for this policy
+    #: The launch calls (events.LAUNCH_CALLS) the policy subscribes to: a policy
+    #: deployed without CreateFleet never sees an instant fleet's record.
+    launch_calls: frozenset = frozenset(events.LAUNCH_CALLS)
 
 
 #: The account and region vars are filled with when none is given: they only place
@@ -112,18 +122,23 @@ def load_rule(path, variables=None, account_id=None, region=None):
         data = terminator.data if terminator is not None else {}
         return Rule(policy, check, terminator, settings, check.data.get("grace-seconds", 0),
                     data.get("cap-period", DEFAULT_CAP_PERIOD),
-                    data.get("recheck-after", 3600), document)
+                    data.get("recheck-after", 3600), document,
+                    frozenset(_subscribed(policy) & set(events.LAUNCH_CALLS)))
     raise WhatifError("%s: no policy in it judges RunInstances with an allowed-codes filter "
                       "(mode: cloudtrail, events: RunInstances)" % path)
+
+
+def _subscribed(policy):
+    """The event names of a policy's ``mode.events``."""
+    mode = policy.data.get("mode") or {}
+    return {e if isinstance(e, str) else e.get("event") for e in mode.get("events") or ()
+            if isinstance(e, (str, dict))}
 
 
 def _judges_launches(policy):
     from c7n_broom.filters import AllowedCodes
 
-    mode = policy.data.get("mode") or {}
-    names = {e if isinstance(e, str) else e.get("event") for e in mode.get("events") or ()
-             if isinstance(e, (str, dict))}
-    return "RunInstances" in names and any(
+    return "RunInstances" in _subscribed(policy) and any(
         isinstance(f, AllowedCodes) for f in policy.resource_manager.filters)
 
 
@@ -163,29 +178,30 @@ class Judge:
             "principal": creator.principal_arn,
             "identity_type": creator.identity_type,
         }
-        result.update(self.scp_answer(record, creator, region, account))
+        if len(launch.records) > 1:
+            result["also_recorded_by"] = [events.field(r, "eventID")
+                                          for r in launch.records[1:]]
+        shown = _shown(launch.records)
+        result.update(self.scp_answer(record, creator, region, account,
+                                      next(iter(shown.values()), {})))
         if record.get("errorCode"):
             result["error"] = "%s: %s" % (events.field(record, "errorCode"),
                                           events.field(record, "errorMessage")[:200])
             result["instances"] = []
             return result
-        result["instances"] = self.instances(launch, creator, account)
+        if not launch.tag_calls and events.skip_reason(record):
+            result["error"] = events.skip_reason(record)  # a fleet that launched nothing
+        result["instances"] = self.instances(launch, creator, account, shown)
         return result
 
     # --- the SCP ---------------------------------------------------------------------
 
-    def scp_answer(self, record, creator, region, account):
+    def scp_answer(self, record, creator, region, account, first_item):
         if creator.identity_type == "AWSService" or SERVICE_LINKED in creator.principal_arn:
             return {"scp": "allow", "scp_note": "SCPs do not apply to AWS services and "
                                                 "service-linked roles"}
         principal = (creator.principal_arn, principals.principal_account(creator) or account)
-        tags = {kind: events.request_tags(record, kind)
-                for kind in ("instance", "volume", "network-interface")}
-        if events.get_path(record, "requestParameters", "launchTemplate"):
-            # a launch template's instance tags count as the request's (broom/scp_eval.py)
-            for item in _items(record):
-                tags["instance"] = dict(_user_tags(item), **tags["instance"])
-                break
+        tags = scp_eval.launch_tags(record, _user_tags(first_item))
         refused = self.refusals(principal, region, account, tuple(
             (kind, tuple(sorted(kind_tags.items()))) for kind, kind_tags in tags.items()))
         if refused:
@@ -208,21 +224,25 @@ class Judge:
 
     # --- Broom -----------------------------------------------------------------------
 
-    def instances(self, launch, creator, account):
+    def instances(self, launch, creator, account, shown):
         record, check = launch.record, self.rule.check
         key = check.tag_key
-        requested = events.request_tags(record)
-        persistent = _persistent_spot(record)
+        requested = {}
+        for other in reversed(launch.records):  # the judged record's own tags win
+            requested.update(events.request_tags(other))
+        persistent = _persistent_spot(launch.records)
+        # EC2 puts the fleet's id on an instant fleet's instances: the Lambda sees it
+        fleets = [fleet for fleet in map(fleet_id, launch.records) if fleet]
+        fleet_tags = {"aws:ec2:fleet-id": fleets[0]} if fleets else {}
         resources, found = [], {}
-        for item in _items(record):
-            instance_id = item.get("instanceId")
-            if not isinstance(instance_id, str) or not instance_id.startswith("i-"):
-                continue
+        for instance_id in launch.tag_calls:
+            item = shown.get(instance_id, {})
+            tags = dict(_tags(item), **fleet_tags)
             resource = {
                 "InstanceId": instance_id,
                 "State": {"Name": "pending"},
                 "LaunchTime": record.get("eventTime"),
-                "Tags": [{"Key": k, "Value": v} for k, v in _tags(item).items()],
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
                 "InstanceType": item.get("instanceType"),
                 "ImageId": item.get("imageId"),
             }
@@ -301,6 +321,17 @@ def _items(record):
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
+def _shown(records):
+    """{instance id: its item in a RunInstances response} over a launch's records
+    (a CreateFleet response reports no tags; the RunInstances EC2 Fleet made do)."""
+    found = {}
+    for record in records:
+        if events.field(record, "eventName") == "RunInstances":
+            for item in _items(record):
+                found.setdefault(item.get("instanceId"), item)
+    return found
+
+
 def _tags(item):
     """{key: value} EC2 reports on an instance in the RunInstances response."""
     items = events.get_path(item, "tagSet", "items")
@@ -316,13 +347,13 @@ def _user_tags(item):
     return {k: v for k, v in _tags(item).items() if not k.startswith("aws:")}
 
 
-def _persistent_spot(record):
-    """Spot request ids of a launch that asked for persistent spot instances."""
-    kind = events.get_path(record, "requestParameters", "instanceMarketOptions",
-                           "spotOptions", "spotInstanceType")
-    if kind != "persistent":
-        return frozenset()
-    return frozenset(i["spotInstanceRequestId"] for i in _items(record)
+def _persistent_spot(records):
+    """Spot request ids of the launch records that asked for persistent spot
+    instances."""
+    return frozenset(i["spotInstanceRequestId"] for record in records
+                     if events.get_path(record, "requestParameters", "instanceMarketOptions",
+                                        "spotOptions", "spotInstanceType") == "persistent"
+                     for i in _items(record)
                      if isinstance(i.get("spotInstanceRequestId"), str))
 
 

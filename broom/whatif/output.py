@@ -178,6 +178,12 @@ def footer(stats, skipped):
         line += "; %d arrived later than the reorder window" % stats["late"]
     if stats.get("repeats"):
         line += "; %d repeated launch record(s) counted once" % stats["repeats"]
+    if stats.get("joined"):
+        line += ("; %d more record(s) of fleet launches (CreateFleet and EC2 Fleet's "
+                 "RunInstances) judged with them" % stats["joined"])
+    if stats.get("later_fleets"):
+        line += ("; %d CreateFleet of type request/maintain (they launch later, by "
+                 "RunInstances)" % stats["later_fleets"])
     if skipped:
         line += "; %d input(s) skipped (see above)" % len(skipped)
     return line

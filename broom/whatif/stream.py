@@ -1,8 +1,9 @@
 """Record selection and the bounded state of the simulation.
 
-Only three EC2 calls matter: ``RunInstances`` (a launch), and ``CreateTags`` /
-``DeleteTags`` on its instances within the grace period. Everything else (most of a
-trail) is dropped as soon as it is read, before its time is even parsed.
+Only four EC2 calls matter: the launches (``events.LAUNCH_CALLS``: ``RunInstances``
+and an instant fleet's ``CreateFleet``), and ``CreateTags`` / ``DeleteTags`` on their
+instances within the grace period. Everything else (most of a trail) is dropped as
+soon as it is read, before its time is even parsed.
 
 Records are not in time order in a real trail, within one file or across files (each
 region and account delivers its own files, about every 5 minutes). So the selected
@@ -12,7 +13,11 @@ records wait in a heap until the newest time seen is ``lateness`` seconds past t
 instances. Both hold only what a few minutes of a trail selects: never the history.
 A record older than what was already released (later than ``lateness``) is still used,
 and counted as late; a launch read twice while it waits (overlapping sources) counts
-once.
+once. An instant fleet's launch can be recorded twice, as the caller's ``CreateFleet``
+and as the ``RunInstances`` records EC2 Fleet makes for it (``invokedBy``
+``ec2fleet.amazonaws.com``): the records of one fleet launch (``events.report_key``)
+that name instances already waiting join that launch, so each instance is judged
+once, as the Lambda reports it once.
 """
 import heapq
 from dataclasses import dataclass, field
@@ -22,9 +27,9 @@ from broom.whatif import sources
 from c7n_broom import events
 
 EC2 = "ec2.amazonaws.com"
-LAUNCH = "RunInstances"
+LAUNCHES = events.LAUNCH_CALLS
 TAGGING = ("CreateTags", "DeleteTags")
-NAMES = frozenset((LAUNCH,) + TAGGING)
+NAMES = frozenset(LAUNCHES + TAGGING)
 #: Seconds a record may arrive after records that are newer than it.
 DEFAULT_LATENESS = 900
 #: Seconds after its grace period that a launch still watches its instances' tags, to
@@ -34,7 +39,7 @@ WATCH_AFTER_GRACE = 300
 
 @dataclass(frozen=True)
 class Selection:
-    """Which records the simulation reads: EC2's three calls, in a time window
+    """Which records the simulation reads: EC2's launch and tag calls, in a time window
     (``since`` inclusive, ``until`` exclusive; aware datetimes or None) and, when
     given, only some accounts and regions."""
 
@@ -45,11 +50,15 @@ class Selection:
     #: Seconds past ``until`` that tag calls are still read (the last launches' grace
     #: period and watch).
     tag_slack: float = WATCH_AFTER_GRACE
+    #: The launch calls the simulated policy subscribes to (of LAUNCHES).
+    launches: frozenset = frozenset(LAUNCHES)
 
     def pick(self, record):
         """(epoch seconds, record) when the simulation needs the record, else None."""
         name = record.get("eventName")
         if name not in NAMES or record.get("eventSource") != EC2:
+            return None
+        if name in LAUNCHES and name not in self.launches:
             return None
         if self.accounts and record.get("recipientAccountId") not in self.accounts:
             return None
@@ -59,7 +68,7 @@ class Selection:
         if when is None or (self.since and when < self.since):
             return None
         if self.until and when >= self.until and (
-                name == LAUNCH or (when - self.until).total_seconds() >= self.tag_slack):
+                name in LAUNCHES or (when - self.until).total_seconds() >= self.tag_slack):
             return None
         return when.timestamp(), record
 
@@ -100,13 +109,30 @@ class Reorder:
 
 @dataclass
 class Launch:
-    """A launch waiting for its deadline, and what happened to its instances' tags."""
+    """A launch waiting for its deadline, and what happened to its instances' tags.
+
+    ``record`` is the launch record judged (a fleet's CreateFleet when one joined);
+    ``records`` every record of the launch, that one first; ``tag_calls`` has one
+    entry per instance to judge, in the record's order."""
 
     when: float
     record: dict
     grace: float
     #: instance id -> [(seconds after launch, call, {key: value or None} or None)]
     tag_calls: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)
+    key: tuple = ()
+
+    def join(self, record):
+        """Another record of the same fleet launch (its CreateFleet is judged first)."""
+        if record in self.records:
+            return
+        if events.field(record, "eventName") == "CreateFleet" and events.field(
+                self.record, "eventName") != "CreateFleet":
+            self.records.insert(0, record)
+            self.record = record
+        else:
+            self.records.append(record)
 
 
 class Pending:
@@ -122,16 +148,32 @@ class Pending:
         self.events = {}  # repeat_key -> Launch, while it waits
         self.seq = 0
         self.peak = 0
+        self.repeats = 0  # records read again (the same eventID)
+        self.joined = 0  # records of a fleet launch already waiting
 
     def add(self, when, record):
-        """Wait for a launch's deadline; False for a repeat of a launch still waiting
-        (the same eventID: overlapping sources, a file read twice)."""
+        """Wait for a launch's deadline. A repeat of a launch still waiting (the same
+        eventID: overlapping sources, a file read twice) is dropped; a record of a
+        fleet launch (``events.report_key``) joins the waiting launch of that kind
+        that holds each instance it names, and waits only with those it adds."""
         key = repeat_key(record)
         if key in self.events:
-            return False
-        launch = Launch(when, record, self.grace)
+            self.repeats += 1
+            return
+        instance_ids = events.launched_instances(record)
+        if events.report_key(record) == events.FLEET_LAUNCH:
+            owners = {i: self.by_instance.get(i) for i in instance_ids}
+            joined = {i: owner for i, owner in owners.items() if owner is not None
+                      and events.report_key(owner.record) == events.FLEET_LAUNCH}
+            for owner in joined.values():
+                owner.join(record)
+            instance_ids = [i for i in instance_ids if i not in joined]
+            if joined and not instance_ids:
+                self.joined += 1
+                return
+        launch = Launch(when, record, self.grace, records=[record], key=key)
         self.events[key] = launch
-        for instance_id in events.launched_instances(record):
+        for instance_id in instance_ids:
             launch.tag_calls[instance_id] = []
             self.by_instance[instance_id] = launch
         self.seq += 1
@@ -158,7 +200,7 @@ class Pending:
 
     def _pop(self):
         _, _, launch = heapq.heappop(self.queue)
-        self.events.pop(repeat_key(launch.record), None)
+        self.events.pop(launch.key, None)
         for instance_id in launch.tag_calls:
             if self.by_instance.get(instance_id) is launch:
                 del self.by_instance[instance_id]
@@ -199,16 +241,22 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
     once per launch, in launch order, after its deadline; returns (skipped, stats).
     ``on_file(item, stats)`` is called after each file (progress)."""
     reorder, pending = Reorder(lateness), Pending(grace)
-    stats = {"files": 0, "records": 0, "selected": 0, "repeats": 0}
+    stats = {"files": 0, "records": 0, "selected": 0, "later_fleets": 0}
     skipped = []
 
     def handle(when, record):
         for launch in pending.due(when):
             judge(launch)
-        if record.get("eventName") == LAUNCH:
-            # a failed call launched nothing: it is judged in turn all the same
-            if not pending.add(when, record):
-                stats["repeats"] += 1
+        if record.get("eventName") in LAUNCHES:
+            if events.fleet_launches_later(record) and not events.launched_instances(
+                    record):
+                # a fleet of type request or maintain: its service-linked role
+                # launches later, with RunInstances records of its own (the Lambda
+                # skips it: events.skip_reason)
+                stats["later_fleets"] += 1
+            else:
+                # a failed call launched nothing: it is judged in turn all the same
+                pending.add(when, record)
         elif record.get("errorCode"):
             return  # a failed tag call changed nothing
         else:
@@ -236,5 +284,7 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
     for launch in pending.drain():
         judge(launch)
     stats["late"] = reorder.late
+    stats["repeats"] = pending.repeats
+    stats["joined"] = pending.joined
     stats["peak_pending"] = pending.peak
     return skipped, stats

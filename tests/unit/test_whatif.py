@@ -339,3 +339,246 @@ def test_progress_goes_to_stderr_and_leaves_stdout_one_document(tmp_path):
                                 catch_exceptions=False)
     assert "broom whatif: 3 file(s), 3 record(s), 0 launch(es) judged" in result.stderr
     assert len(json.loads(result.stdout)["launches"]) == 3
+
+
+# --- instant EC2 Fleets (CreateFleet): docs/launch-paths.md ---------------------------
+
+KARPENTER_ROLE = "arn:aws:iam::%s:role/KarpenterController" % ACCOUNT
+
+
+def launches_by_event(document):
+    return {launch["event_id"]: launch for launch in document["launches"]}
+
+
+def test_an_instant_fleets_launches_get_their_verdict_action_and_scp_answer(tmp_path):
+    untagged = [[instance_id(), instance_id()], [instance_id()]]  # two instance types
+    tagged, wrong = instance_id(), instance_id()
+    records = [trail.create_fleet(untagged, 0),
+               trail.create_fleet([[tagged]], 10, tags={"Code": "LOL", "Name": "node"}),
+               trail.create_fleet([[wrong]], 20, tags={"Code": "NOPE"})]
+    log_file(tmp_path, records)
+    status, document, stderr = whatif(tmp_path)
+
+    assert status == 0, stderr
+    assert verdicts(document) == dict(
+        {i: ("violation", "terminate", "deny") for group in untagged for i in group},
+        **{tagged: ("compliant", "none", "allow"),
+           wrong: ("violation", "terminate", "deny")})
+    first = launches_by_event(document)[records[0]["eventID"]]
+    assert (first["creator"], first["principal"]) == ("KarpenterController", KARPENTER_ROLE)
+    assert first["scp_statements"] == ["BroomDenyLaunchWithoutAllowedCode"]
+    by_id = {i["instance_id"]: i for launch in document["launches"] for i in launch["instances"]}
+    assert by_id[tagged]["reason"] == "Code LOL at launch"
+    assert by_id[wrong]["reason"] == "Code 'NOPE' is not an allowed code"
+    # EC2 tags an instant fleet's instances with its id: Broom names the fleet
+    assert by_id[wrong]["fleet"] == "EC2 Fleet %s" % records[2]["responseElements"][
+        "CreateFleetResponse"]["fleetId"]
+
+
+def test_a_fleets_instances_are_left_to_it_when_fleets_are_only_reported(tmp_path):
+    iid = instance_id()
+    log_file(tmp_path, [trail.create_fleet([[iid]], 0)])
+    policy = write_policy(tmp_path / "p", **{"fleet-instances": "report-only"})
+    _, document, _ = whatif(tmp_path, policy=policy)
+    assert verdicts(document) == {iid: ("violation", "left-to-fleet", "deny")}
+
+
+def test_a_code_tagged_after_a_fleet_launch_counts_within_the_grace_period(tmp_path):
+    early, late = instance_id(), instance_id()
+    log_file(tmp_path, [trail.create_fleet([[early, late]], 0),
+                        create_tags([early], {"Code": "GGG"}, 4),
+                        create_tags([late], {"Code": "GGG"}, 40)])
+    _, document, _ = whatif(tmp_path)
+    assert verdicts(document) == {early: ("compliant", "none", "deny"),
+                                  late: ("violation", "terminate", "deny")}
+
+
+def test_the_scp_answer_of_a_fleet_is_its_callers_run_instances_with_the_fleets_tags():
+    """IAM authorises each launch of an instant fleet as the caller's ec2:RunInstances
+    with the fleet request's instance TagSpecification as request tags."""
+    from broom.scp_eval import denied_by, launch_requests, launch_tags
+
+    document = evaluate.load_rule(MAIN).scp
+    principal = (KARPENTER_ROLE, ACCOUNT)
+
+    def refused(record):
+        tags = launch_tags(record)
+        return sorted({sid for request in launch_requests(trail.REGION, ACCOUNT, principal,
+                                                          tags)
+                       for sid in denied_by(document, request)})
+
+    allowed = trail.create_fleet([[instance_id()]], 0, tags={"Code": "LOL"})
+    assert launch_tags(allowed)["instance"] == {"Code": "LOL"}
+    assert refused(allowed) == []
+    assert refused(trail.create_fleet([[instance_id()]], 0)) == [
+        "BroomDenyLaunchWithoutAllowedCode"]
+    assert refused(trail.create_fleet([[instance_id()]], 0, tags={"Code": "NOPE"})) == [
+        "BroomDenyCodeOutsideTheList", "BroomDenyLaunchWithoutAllowedCode"]
+    # the fleet's own tags (ResourceType fleet) are not the instances' request tags
+    fleet_only = trail.create_fleet([[instance_id()]], 0, tags={"Code": "LOL"})
+    for spec in fleet_only["requestParameters"]["CreateFleetRequest"]["TagSpecification"]:
+        spec["ResourceType"] = "fleet"
+    assert refused(fleet_only) == ["BroomDenyLaunchWithoutAllowedCode"]
+
+
+def test_a_fleet_launch_recorded_by_create_fleet_and_run_instances_is_judged_once(tmp_path):
+    """EC2 Fleet records RunInstances (invokedBy ec2fleet.amazonaws.com, the caller's
+    identity) for the instances a CreateFleet names: one launch, each instance once;
+    the tags EC2 reports in those RunInstances responses (the launch template's) count."""
+    a, b, c = instance_id(), instance_id(), instance_id()
+    fleet = trail.create_fleet([[a, b], [c]], 0)
+    who = fleet["userIdentity"]
+    made = [trail.by_ec2_fleet(run_instances([a, b], 1, who=who, response_tags={
+                "Code": "LOL"})),
+            trail.by_ec2_fleet(run_instances([c], 1, who=who))]
+    log_file(tmp_path, made[:1] + [fleet] + made[1:])  # file order is not time order
+    status, document, _ = whatif(tmp_path)
+
+    assert status == 0
+    [launch] = document["launches"]
+    assert launch["event_id"] == fleet["eventID"]  # the caller's call is the launch
+    assert launch["also_recorded_by"] == [r["eventID"] for r in made]
+    assert [i["instance_id"] for i in launch["instances"]] == [a, b, c]
+    assert verdicts(document) == {a: ("compliant", "none", "allow"),
+                                  b: ("compliant", "none", "allow"),
+                                  c: ("violation", "terminate", "allow")}
+    assert document["stats"]["joined"] == 2
+    assert document["summary"]["launches"] == 1
+
+
+def test_a_run_instances_by_ec2_fleet_first_is_still_one_launch_with_the_fleets_answer(
+        tmp_path):
+    """Recorded the same second, the RunInstances may come first: the CreateFleet
+    joins it and is the record judged (its request tags, its SCP answer)."""
+    iid = instance_id()
+    fleet = trail.create_fleet([[iid]], 0, tags={"Code": "LOL"})
+    made = trail.by_ec2_fleet(run_instances([iid], 0, who=fleet["userIdentity"]))
+    log_file(tmp_path, [made, fleet])
+    _, document, _ = whatif(tmp_path)
+
+    [launch] = document["launches"]
+    assert launch["event_id"] == fleet["eventID"]
+    assert launch["also_recorded_by"] == [made["eventID"]]
+    assert verdicts(document) == {iid: ("compliant", "none", "allow")}
+
+
+def test_run_instances_records_of_a_fleet_without_its_create_fleet_are_launches(tmp_path):
+    """A fleet of type request or maintain: its CreateFleet names nothing and is no
+    launch; EC2 Fleet's service-linked role launches later, and those RunInstances
+    records are judged (the SCP does not apply to the role)."""
+    iid = instance_id()
+    slr = role("AWSServiceRoleForEC2Fleet", "ec2fleet",
+               "aws-service-role/ec2fleet.amazonaws.com/")
+    log_file(tmp_path, [trail.create_fleet([], 0, fleet_type="maintain"),
+                        trail.by_ec2_fleet(run_instances([iid], 30, who=slr))])
+    status, document, stderr = whatif(tmp_path)
+
+    assert status == 0, stderr
+    [launch] = document["launches"]
+    assert launch["principal"].endswith(":role/aws-service-role/ec2fleet.amazonaws.com/"
+                                        "AWSServiceRoleForEC2Fleet")
+    assert verdicts(document) == {iid: ("violation", "terminate", "allow")}
+    assert document["stats"]["later_fleets"] == 1
+    text = CliRunner().invoke(cli, ["whatif", str(tmp_path)]).stdout
+    assert "1 CreateFleet of type request/maintain" in text
+
+
+def test_a_failed_fleet_and_a_fleet_that_launched_nothing_are_failed_calls(tmp_path):
+    failed = trail.create_fleet([], 0, error=("Client.UnauthorizedOperation", "denied"))
+    empty = trail.create_fleet([], 10, errors=["InsufficientInstanceCapacity"])
+    log_file(tmp_path, [failed, empty])
+    status, document, _ = whatif(tmp_path)
+
+    assert status == 0
+    launches = launches_by_event(document)
+    assert launches[failed["eventID"]]["error"].startswith("Client.UnauthorizedOperation")
+    assert launches[empty["eventID"]]["error"] == (
+        "CreateFleet record names no launched instance (responseElements has no "
+        "instance ids)")
+    assert [launch["instances"] for launch in document["launches"]] == [[], []]
+    assert {launch["scp"] for launch in document["launches"]} == {"deny"}
+    assert document["summary"]["failed_calls"] == 2
+
+
+def test_a_partly_failed_fleet_judges_what_it_launched(tmp_path):
+    iid = instance_id()
+    log_file(tmp_path, [trail.create_fleet([[iid]], 0, errors=["InsufficientInstanceCapacity"])])
+    _, document, _ = whatif(tmp_path)
+    [launch] = document["launches"]
+    assert "error" not in launch
+    assert verdicts(document) == {iid: ("violation", "terminate", "deny")}
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["bare objects", "lists"])
+def test_a_fleet_record_is_read_in_both_xml_list_shapes(tmp_path, single):
+    """CloudTrail records a list of one as the element alone: instance sets, instance
+    ids and the request's TagSpecification and Tag."""
+    one, two, three = instance_id(), instance_id(), instance_id()
+    bare = trail.create_fleet([[one]], 0, tags={"Code": "LOL"}, single_as_element=single)
+    spec = bare["requestParameters"]["CreateFleetRequest"]["TagSpecification"][0]
+    if single:
+        bare["requestParameters"]["CreateFleetRequest"]["TagSpecification"] = spec
+        spec["Tag"] = spec["Tag"][0]
+    response = bare["responseElements"]["CreateFleetResponse"]["fleetInstanceSet"]
+    assert isinstance(response["item"], dict) is single
+    log_file(tmp_path, [bare, trail.create_fleet([[two, three]], 5,
+                                                 single_as_element=single)])
+    _, document, _ = whatif(tmp_path)
+    assert verdicts(document) == {one: ("compliant", "none", "allow"),
+                                  two: ("violation", "terminate", "deny"),
+                                  three: ("violation", "terminate", "deny")}
+
+
+def test_the_cap_counts_a_fleets_caller_as_the_principal(tmp_path):
+    """Two node provisioner sessions of one role are one principal for the cap; an
+    untagged fleet is never held."""
+    first = [instance_id() for _ in range(3)]
+    second = [instance_id() for _ in range(3)]
+    other = [instance_id() for _ in range(3)]
+    untagged = [instance_id() for _ in range(3)]
+    log_file(tmp_path, [
+        trail.create_fleet([first], 0, tags={"Code": "NOPE"}, who=trail.karpenter("1")),
+        trail.create_fleet([second], 60, tags={"Code": "NOPE"}, who=trail.karpenter("2")),
+        trail.create_fleet([other], 120, tags={"Code": "NOPE"}, who=user("carol")),
+        trail.create_fleet([untagged], 180, who=trail.karpenter("3")),
+    ])
+    policy = write_policy(tmp_path / "p", **{"max-terminations": 5})
+    _, document, _ = whatif(tmp_path, policy=policy)
+
+    actions = [({i["action"] for i in launch["instances"]}, launch["creator"])
+               for launch in document["launches"]]
+    assert actions == [({"terminate"}, "KarpenterController"),
+                       ({"held-by-cap"}, "KarpenterController"),
+                       ({"terminate"}, "carol"),
+                       ({"terminate"}, "KarpenterController")]
+
+
+def test_since_and_until_select_fleet_launches_as_launches(tmp_path):
+    inside, after = instance_id(), instance_id()
+    log_file(tmp_path, [trail.create_fleet([[inside]], 3599),
+                        create_tags([inside], {"Code": "LOL"}, 3603),
+                        trail.create_fleet([[after]], 3601)])
+    _, document, _ = whatif(tmp_path, "--until", "2026-10-01T10:00:00Z")
+    assert verdicts(document) == {inside: ("compliant", "none", "deny")}
+
+
+def test_a_policy_without_create_fleet_judges_only_what_ec2_fleet_records_as_run_instances(
+        tmp_path):
+    """Simulated as deployed: a rule without CreateFleet never sees the fleet's record,
+    only the RunInstances records EC2 Fleet makes for it."""
+    [data] = policy_file()["policies"]
+    data["mode"]["events"] = [e for e in data["mode"]["events"] if e["event"] != "CreateFleet"]
+    path = tmp_path / "p" / "policy.yml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"policies": [data]}))
+    seen, unseen = instance_id(), instance_id()
+    fleet = trail.create_fleet([[seen]], 0, tags={"Code": "LOL"})
+    log_file(tmp_path / "trail", [
+        fleet, trail.by_ec2_fleet(run_instances([seen], 1, who=fleet["userIdentity"])),
+        trail.create_fleet([[unseen]], 10)])
+    assert evaluate.load_rule(path).launch_calls == {"RunInstances"}
+    _, document, _ = whatif(tmp_path / "trail", policy=path)
+
+    [launch] = document["launches"]
+    assert launch["event_id"] != fleet["eventID"] and "also_recorded_by" not in launch
+    assert verdicts(document) == {seen: ("violation", "terminate", "deny")}

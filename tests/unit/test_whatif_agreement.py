@@ -18,8 +18,10 @@ import trail
 from support import (
     ACCOUNT,
     REGION,
+    create_fleet_event,
     create_state_table,
     launch,
+    launch_fleet,
     load_policy,
     load_record,
     policy_file,
@@ -119,6 +121,42 @@ def test_whatif_and_the_lambda_agree_on_the_cap_and_on_report_only(inbox, tmp_pa
         relaxed: real[relaxed]}
 
 
+def test_whatif_and_the_lambda_agree_on_instant_fleets(inbox, state_table, tmp_path):
+    """CreateFleet records (Karpenter's shape, support.create_fleet_event) of fleets
+    launched in mock_aws, and the RunInstances EC2 Fleet recorded for the untagged one
+    (invokedBy ec2fleet.amazonaws.com): the Lambda reports that launch once, whatif
+    judges its instances once, and both give the same outcome for every instance."""
+    untagged = launch_fleet(2)
+    tagged = launch_fleet(tags={"Code": "LOL"})
+    wrong = launch_fleet(tags={"Code": "NOPE"})
+    fleets = [create_fleet_event([untagged]),
+              create_fleet_event([tagged], tags={"Code": "LOL"}),
+              create_fleet_event([wrong], tags={"Code": "NOPE"})]
+    for number, event in enumerate(fleets):  # three calls: three event ids
+        event["detail"]["eventID"] = "3c5d7e9f-1a2b-4c3d-8e9f-0a1b2c3d4e5%d" % number
+    by_fleet = run_instances_event(untagged)
+    by_fleet["detail"]["userIdentity"] = dict(fleets[0]["detail"]["userIdentity"],
+                                              invokedBy="ec2fleet.amazonaws.com")
+    [data] = policy_file()["policies"]
+    for event in fleets + [by_fleet]:
+        load_policy(copy.deepcopy(data)).push(event)
+    log_file(tmp_path, [e["detail"] for e in fleets + [by_fleet]])
+
+    document = whatif_json(tmp_path)
+    simulated = {i["instance_id"]: OUTCOME[i["action"]]
+                 for launch_ in document["launches"] for i in launch_["instances"]}
+    messages = inbox.messages()
+    real = {m["MessageAttributes"]["broom.instance_id"]["Value"]:
+            m["MessageAttributes"]["broom.outcome"]["Value"] for m in messages}
+    assert real == dict({i: "terminated" for i in untagged + wrong})
+    assert len(messages) == len(real)  # one report per instance, both records read
+    assert simulated == dict(real, **{i: None for i in tagged})
+    assert len(document["launches"]) == 3
+    assert [launch_["creator"] for launch_ in document["launches"]] == [
+        "KarpenterController-demo"] * 3
+    assert "Launched by:    KarpenterController-demo" in messages[0]["Message"]
+
+
 # --- Athena ----------------------------------------------------------------------------
 
 def athena_row(record):
@@ -150,7 +188,8 @@ def serve_athena_results(records):
 
 @pytest.fixture
 def history():
-    a, b, c, d = (instance_id() for _ in range(4))
+    a, b, c, d, e, f = (instance_id() for _ in range(6))
+    fleet = trail.create_fleet([[e, f]], 45, tags={"Code": "LOL"})
     return [
         run_instances([a], 0, tags={"Code": "LOL"}),
         run_instances([b], 10, who=trail.role("karpenter", "node")),
@@ -158,6 +197,9 @@ def history():
         run_instances([c], 20, who=trail.root()),
         run_instances([d], 30, who=trail.role("broom-break-glass", "bob", path="ops/")),
         run_instances([], 40, error=("Client.UnauthorizedOperation", "denied")),
+        fleet,
+        trail.by_ec2_fleet(run_instances([e, f], 46, who=fleet["userIdentity"])),
+        trail.create_fleet([], 50, fleet_type="request"),
     ]
 
 
@@ -178,13 +220,16 @@ def test_athena_rows_are_judged_as_the_same_records_in_files(aws, history, tmp_p
 
     assert essence(from_athena) == essence(from_files)
     assert [i["verdict"] for lt in from_files["launches"] for i in lt["instances"]] == [
-        "compliant", "compliant", "violation", "violation"]
+        "compliant", "compliant", "violation", "violation", "compliant", "compliant"]
+    assert from_athena["launches"][-1]["also_recorded_by"] == [history[7]["eventID"]]
     [execution] = boto3.client("athena", region_name=REGION).list_query_executions()[
         "QueryExecutionIds"]
     query = boto3.client("athena", region_name=REGION).get_query_execution(
         QueryExecutionId=execution)["QueryExecution"]
     assert query["ResultConfiguration"]["OutputLocation"].startswith("s3://athena-results/broom/")
-    assert "eventname IN ('CreateTags', 'DeleteTags', 'RunInstances')" in query["Query"]
+    assert ("eventname IN ('CreateFleet', 'CreateTags', 'DeleteTags', 'RunInstances')"
+            in query["Query"])
+    assert "eventname NOT IN ('CreateFleet', 'RunInstances') AND" in query["Query"]
 
 
 def test_athena_sql_is_partition_pruned_by_region_and_date():
