@@ -8,7 +8,18 @@ from c7n.actions import EventAction
 from c7n.exceptions import PolicyExecutionError
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, fleets, instances, recheck, report, state, terminate
+from c7n_broom import (
+    codes,
+    events,
+    fleets,
+    instances,
+    lookup,
+    recheck,
+    report,
+    state,
+    sweep,
+    terminate,
+)
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import check_schema, check_state_table, check_topics
@@ -76,6 +87,10 @@ class CreatorReport(EventAction):
     ``c7n_broom.state``), never in tags; without the table, reports are sent anyway,
     repeats included.
 
+    After ``lookup-creators`` (a sweep: periodic or pull mode), the run is reported
+    in one digest: counts, then each violator with who launched it, its age, type
+    and state, new ones apart from those an earlier sweep reported (still open).
+
     :example:
 
     .. code-block:: yaml
@@ -128,7 +143,14 @@ class CreatorReport(EventAction):
     def policy_name(self):
         return self.manager.data.get("name", "")
 
+    def get_permissions(self):
+        """What it reads and writes; a sweep also records what it reported."""
+        extra = state.SWEEP_PERMISSIONS if self.manager and self.sweeping() else ()
+        return tuple(self.permissions) + extra
+
     def process(self, resources, event=None):
+        if self.sweeping():
+            return self.sweep_report(resources)
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
         event_id = events.field(record, "eventID")
@@ -154,6 +176,42 @@ class CreatorReport(EventAction):
         return self.publish(compose_messages(
             groups, creator, actor, self.data.get("max-messages", DEFAULT_MAX_MESSAGES)),
             table, event_id)
+
+    def sweeping(self):
+        """True when ``lookup-creators`` runs before this action: a sweep."""
+        for action in self.manager.actions:
+            if action is self:
+                return False
+            if action.type == "lookup-creators":
+                return True
+        return False
+
+    def sweep_report(self, resources):
+        """One digest for the sweep's violators; once published, the new ones are
+        recorded as reported, so the next sweep lists them as still open."""
+        now = self.clock()
+        table = state.for_element(self, clock=self.clock)
+        outcomes = terminate.outcomes(self.manager, resources, self.terminates())
+        persistent = fleets.persistent_spot_requests(self.manager, resources)
+        found = sweep.attributions(resources)
+        config, rows = self.manager.config, []
+        for r in resources:
+            launched = lookup.first_launch(r)
+            rows.append(sweep.Row(
+                finding=report.finding(r, None, config.region, config.account_id),
+                outcome=outcomes[r["InstanceId"]],
+                attribution=found.get(r["InstanceId"]) or lookup.Attribution(
+                    lookup.FAULT, reason="not looked up"),
+                age_seconds=None if launched is None else now - launched.timestamp(),
+                state=instances.state(r) or "",
+                new=not sweep.reported_at(r),
+                fleet=fleets.fleet_of(r, persistent)))
+        subject, body, attributes = sweep.digest(rows, config.region, config.account_id or "")
+        sent = self.publish([Message("sweep of %d instances" % len(rows), subject, body,
+                                     attributes, [r["InstanceId"] for r in resources])],
+                            table)
+        sweep.record_reported(table, self.policy_name, resources, now)
+        return sent
 
     def gone_before(self, resource):
         """True for an instance gone before this event arrived (EventBridge delivers

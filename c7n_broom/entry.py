@@ -8,10 +8,12 @@ from c7n.resources.ec2 import EC2
 from c7n_broom import source
 from c7n_broom.actions import CreatorReport
 from c7n_broom.filters import AllowedCodes
+from c7n_broom.sweep import LookupCreators
 from c7n_broom.terminate import SafeTerminate
 
 FILTERS = {"allowed-codes": AllowedCodes}
-ACTIONS = {"creator-report": CreatorReport, "safe-terminate": SafeTerminate}
+ACTIONS = {"creator-report": CreatorReport, "safe-terminate": SafeTerminate,
+           "lookup-creators": LookupCreators}
 
 
 class NameClashError(RuntimeError):
