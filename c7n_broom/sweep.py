@@ -107,10 +107,10 @@ class LookupCreators(BaseAction):
                 r[ATTRIBUTION] = found.as_dict()
             else:
                 missing.append(r)
-        missing.sort(key=lambda r: (lookup.first_launch(r) or _EPOCH), reverse=True)
-        client = local_session(self.manager.session_factory).client(
-            "cloudtrail", region_name=self.manager.config.region)
-        finder = lookup.Lookup(client, self.data.get("max-lookups", lookup.DEFAULT_BUDGET),
+        # newest first (their creators are likeliest to be around), then by id
+        missing.sort(key=lambda r: (lookup.first_launch(r) or _EPOCH, r["InstanceId"]),
+                     reverse=True)
+        finder = lookup.Lookup(self.cloudtrail(), self.data.get("max-lookups", lookup.DEFAULT_BUDGET),
                                clock=self.monotonic, sleep=self.sleep,
                                now=datetime.fromtimestamp(now, timezone.utc))
         settled = []
@@ -127,6 +127,10 @@ class LookupCreators(BaseAction):
                  finder.calls, finder.throttled, unresolved)
         return {"cached": len(resources) - len(missing), "looked-up": len(settled),
                 "lookup-calls": finder.calls, "unresolved": unresolved}
+
+    def cloudtrail(self):
+        return local_session(self.manager.session_factory).client(
+            "cloudtrail", region_name=self.manager.config.region)
 
     @property
     def policy_name(self):
