@@ -107,9 +107,7 @@ class LookupCreators(BaseAction):
                 r[ATTRIBUTION] = found.as_dict()
             else:
                 missing.append(r)
-        # newest first (their creators are likeliest to be around), then by id
-        missing.sort(key=lambda r: (lookup.first_launch(r) or _EPOCH, r["InstanceId"]),
-                     reverse=True)
+        missing = lookup_order(missing)
         finder = lookup.Lookup(self.cloudtrail(), self.data.get("max-lookups", lookup.DEFAULT_BUDGET),
                                clock=self.monotonic, sleep=self.sleep,
                                now=datetime.fromtimestamp(now, timezone.utc))
@@ -138,6 +136,12 @@ class LookupCreators(BaseAction):
 
 
 _EPOCH = datetime.fromtimestamp(0, timezone.utc)
+
+
+def lookup_order(resources):
+    """Newest first (their creators are likeliest to be around), then by id."""
+    return sorted(resources, key=lambda r: (lookup.first_launch(r) or _EPOCH,
+                                            r["InstanceId"]), reverse=True)
 
 
 def _json(value):
