@@ -108,8 +108,8 @@ class LookupCreators(BaseAction):
             else:
                 missing.append(r)
         missing = lookup_order(missing)
-        finder = lookup.Lookup(self.cloudtrail(), self.data.get("max-lookups", lookup.DEFAULT_BUDGET),
-                               clock=self.monotonic, sleep=self.sleep,
+        budget = self.data.get("max-lookups", lookup.DEFAULT_BUDGET)
+        finder = lookup.Lookup(self.cloudtrail(), budget, clock=self.monotonic, sleep=self.sleep,
                                now=datetime.fromtimestamp(now, timezone.utc))
         settled = []
         for r in missing:

@@ -190,7 +190,7 @@ def test_the_budget_bounds_the_calls_and_the_rest_is_pending(cloudtrail):
 
 def test_calls_are_spaced_to_stay_under_two_per_second(cloudtrail):
     client, stubber = cloudtrail
-    for n in range(5):
+    for _ in range(5):
         stubber.add_response("lookup_events", {"Events": []}, {
             "LookupAttributes": ANY, "StartTime": ANY, "EndTime": ANY, "MaxResults": ANY})
     clock = FakeClock()
@@ -206,7 +206,7 @@ def test_calls_are_spaced_to_stay_under_two_per_second(cloudtrail):
     for n in range(5):
         search.attribute("i-%017d" % n, LAUNCHED)
 
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times[:-1], times[1:], strict=True)]
     assert len(times) == 5 and min(gaps) >= 0.5
     # any one-second window holds at most two calls
     assert all(sum(1 for t in times if start <= t < start + 1) <= 2 for start in times)
