@@ -208,7 +208,11 @@ class Lookup:
                 if code in BAD_REQUEST:
                     log.error("CloudTrail refused a lookup: %s", e)
                     return None, "CloudTrail refused the lookup (%s)" % code
-                raise
+                # Anything else would likely fail every lookup of the run: stop asking,
+                # and report the violators with the reason rather than not at all.
+                log.error("CloudTrail lookups failed, not tried again in this run: %s", e)
+                self.broken = "CloudTrail lookups failed (%s)" % code
+                return None, self.broken
         return None, "CloudTrail throttled the lookup"  # not reached
 
     def wait(self):

@@ -228,3 +228,15 @@ def test_an_attribution_survives_its_round_trip_through_the_state_table():
     assert lookup.Attribution.from_dict(found.as_dict()) == found
     assert lookup.Attribution.from_dict({"status": "made-up"}) is None
     assert lookup.Attribution.from_dict("nonsense") is None
+
+
+def test_an_unexpected_error_stops_the_lookups_of_the_run_but_not_the_sweep(cloudtrail):
+    client, stubber = cloudtrail
+    stubber.add_client_error("lookup_events", "InternalFailure", "boom", 500)
+
+    search = finder(client)
+    found = [search.attribute("i-%017d" % n, LAUNCHED) for n in range(2)]
+
+    assert [f.status for f in found] == [lookup.FAULT, lookup.FAULT]
+    assert found[1].reason == "CloudTrail lookups failed (InternalFailure)"
+    assert search.calls == 1
