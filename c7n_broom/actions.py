@@ -205,7 +205,8 @@ class CreatorReport(EventAction):
                 age_seconds=None if launched is None else now - launched.timestamp(),
                 state=instances.state(r) or "",
                 new=not sweep.reported_at(r),
-                fleet=fleets.fleet_of(r, persistent)))
+                fleet=fleets.fleet_of(r, persistent),
+                owners=tuple(sweep.fleet_owners(r))))
         subject, body, attributes = sweep.digest(rows, config.region, config.account_id or "")
         sent = self.publish([Message("sweep of %d instances" % len(rows), subject, body,
                                      attributes, [r["InstanceId"] for r in resources])],

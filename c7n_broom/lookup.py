@@ -54,6 +54,22 @@ BAD_REQUEST = ("InvalidLookupAttributesException", "InvalidTimeRangeException",
 RETRIES = 3
 PERMISSION = "cloudtrail:LookupEvents"
 
+#: What relaunches an instance, from the ``aws:`` tags AWS puts on it (its launcher
+#: cannot set them), and the calls that create or change it: who made the latest of
+#: them is who can fix what the fleet launches.
+LAUNCH_TEMPLATE = "launch template"
+FLEET_SOURCES = (
+    ("aws:autoscaling:groupName", "Auto Scaling group",
+     ("CreateAutoScalingGroup", "UpdateAutoScalingGroup")),
+    ("aws:ec2launchtemplate:id", LAUNCH_TEMPLATE,
+     ("CreateLaunchTemplate", "CreateLaunchTemplateVersion", "ModifyLaunchTemplate")),
+    ("aws:ec2:fleet-id", "EC2 Fleet", ("CreateFleet", "ModifyFleet")),
+    ("aws:ec2spot:fleet-request-id", "Spot Fleet request",
+     ("RequestSpotFleet", "ModifySpotFleetRequest")),
+)
+#: Pages read per fleet at most (newest first): a busy group has many events.
+FLEET_PAGES = 4
+
 
 @dataclass(frozen=True)
 class Attribution:
@@ -101,6 +117,31 @@ def first_launch(resource):
             times.append(events.parse_time(attachment.get("AttachTime")))
     times = [t for t in times if t is not None]
     return min(times) if times else None
+
+
+def fleet_sources(resource):
+    """[(kind, id)] of what relaunches an instance: its group or fleet, and the launch
+    template it was launched from, from the ``aws:`` tags AWS sets."""
+    tags = {t.get("Key"): t.get("Value") for t in resource.get("Tags") or ()
+            if isinstance(t, dict)}
+    return [(kind, tags[key]) for key, kind, _ in FLEET_SOURCES
+            if isinstance(tags.get(key), str) and tags[key]]
+
+
+def change_record(lookup_events, names):
+    """The first readable record among LookupEvents' ``Events`` (newest first) of a
+    call in ``names`` that did not fail, or None. Pure."""
+    for entry in lookup_events:
+        if not isinstance(entry, dict) or entry.get("EventName") not in names:
+            continue
+        try:
+            record = json.loads(entry.get("CloudTrailEvent") or "")
+        except (TypeError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("userIdentity"), dict) and (
+                not record.get("errorCode")):
+            return record
+    return None
 
 
 def launch_record(instance_id, lookup_events):
@@ -183,6 +224,34 @@ class Lookup:
                                "(it can take 15 minutes)")
         return unknown("CloudTrail's event history has no RunInstances record for it "
                        "(CloudTrail off, or the record is older than its history)")
+
+    def fleet_owner(self, kind, fleet_id):
+        """(Attribution, event name) of who last created or changed a fleet, group or
+        launch template (``kind`` as in FLEET_SOURCES) within the event history."""
+        names = next(n for _, k, n in FLEET_SOURCES if k == kind)
+        if self.broken:
+            return Attribution(FAULT, reason=self.broken), ""
+        token = None
+        for _ in range(FLEET_PAGES):
+            if self.calls >= self.budget:
+                return Attribution(PENDING, reason="lookups of this run used up"), ""
+            params = dict(LookupAttributes=[{"AttributeKey": "ResourceName",
+                                             "AttributeValue": fleet_id}],
+                          StartTime=self.now - HISTORY, EndTime=self.now,
+                          MaxResults=PAGE_SIZE)
+            if token:
+                params["NextToken"] = token
+            page, fault = self.call(params)
+            if fault:
+                return Attribution(FAULT, reason=fault), ""
+            record = change_record(page.get("Events") or (), names)
+            if record:
+                return Attribution(FOUND, creator_from_record(record)), record.get(
+                    "eventName", "")
+            token = page.get("NextToken")
+            if not token:
+                return unknown("no %s call in CloudTrail's 90 days" % "/".join(names)), ""
+        return unknown("no %s call among its latest events" % "/".join(names)), ""
 
     def call(self, params):
         """(page, None), or (None, why it failed)."""

@@ -39,6 +39,10 @@ SWEEP_STATE = "c7n:broom-sweep"
 #: again once less than REFRESH is left (an instance lives longer than a cache entry).
 CACHE_TTL = 30 * 24 * 3600
 REFRESH = 15 * 24 * 3600
+#: [{"kind", "id", "event", Attribution fields}]: who last set up what relaunches it.
+FLEET_OWNERS = "c7n:broom-fleet-owners"
+#: A fleet's owner may change (anyone may update a group): cached for a day only.
+FLEET_TTL = 24 * 3600
 #: What the report says about instances the cap holds in a sweep.
 NEXT_SWEEP = "The next sweep checks them again"
 
@@ -118,6 +122,7 @@ class LookupCreators(BaseAction):
             if found.settled:
                 settled.append(r)
         save(table, self.policy_name, settled, now)
+        self.fleet_owners(table, resources, finder, now)
         unresolved = sum(1 for r in missing if r not in settled)
         log.info("policy:%s creators of %d instances: %d cached, %d looked up with %d "
                  "CloudTrail calls (%d throttled), %d not known yet", self.policy_name,
@@ -125,6 +130,38 @@ class LookupCreators(BaseAction):
                  finder.calls, finder.throttled, unresolved)
         return {"cached": len(resources) - len(missing), "looked-up": len(settled),
                 "lookup-calls": finder.calls, "unresolved": unresolved}
+
+    def fleet_owners(self, table, resources, finder, now):
+        """Annotate fleet instances with who last created or changed their group,
+        fleet or launch template (what must be fixed so that it stops launching
+        untagged instances), with the lookups left after the instances' own."""
+        wanted = {}
+        for r in resources:
+            for source in lookup.fleet_sources(r):
+                wanted.setdefault(source, []).append(r)
+        if not wanted:
+            return
+        keys = {state._key("sweep-fleet", self.policy_name, table.account_id, table.region,
+                           *source): source for source in wanted}
+        found, fresh = {}, []
+        for key, item in table.get_items(list(keys)).items():
+            owner = _json(item.get("owner"))
+            if lookup.Attribution.from_dict(owner):
+                found[keys[key]] = owner
+        for key, source in keys.items():
+            if source in found:
+                continue
+            attribution, event_name = finder.fleet_owner(*source)
+            found[source] = dict(attribution.as_dict(), event=event_name)
+            if attribution.settled:
+                fresh.append({state.KEY: state._s(key),
+                              "owner": state._s(json.dumps(found[source], sort_keys=True)),
+                              state.TTL_ATTRIBUTE: state._n(now + FLEET_TTL)})
+        table.put_items(fresh)
+        for (kind, fleet_id), members in wanted.items():
+            for r in members:
+                r.setdefault(FLEET_OWNERS, []).append(
+                    dict(found[(kind, fleet_id)], kind=kind, id=fleet_id))
 
     def cloudtrail(self):
         return local_session(self.manager.session_factory).client(
@@ -213,6 +250,17 @@ def attributions(resources):
     return found
 
 
+def fleet_owners(resource):
+    """[(kind, id, Attribution, event name)] ``lookup-creators`` annotated."""
+    owners = []
+    for owner in resource.get(FLEET_OWNERS) or ():
+        attribution = lookup.Attribution.from_dict(owner)
+        if attribution:
+            owners.append((owner.get("kind", ""), owner.get("id", ""), attribution,
+                           owner.get("event", "")))
+    return owners
+
+
 def creators(resources):
     """(creators, unresolved) for ``decisions.plan``: each annotated instance's
     creator, and why the creator of those not settled is not known yet."""
@@ -236,6 +284,7 @@ class Row:
     new: bool = True
     fleet: tuple | None = None
     cost: str | None = None
+    owners: tuple = ()  # (kind, id, Attribution, event name): see ``fleet_owners``
 
 
 def age(seconds):
@@ -270,6 +319,10 @@ def row_lines(row):
     if row.fleet:
         lines.append("      Managed by:   %s %s" % (readable(row.fleet[0]),
                                                   readable(row.fleet[1])))
+    for kind, fleet_id, attribution, event_name in row.owners:
+        lines.append("      %s %s last set up by %s%s" % (
+            readable(kind), readable(fleet_id, 80), describe_attribution(attribution),
+            " (%s)" % readable(event_name) if event_name else ""))
     if row.cost is not None:
         lines.append("      Estimated cost so far: %s" % readable(row.cost))
     return lines

@@ -240,3 +240,39 @@ def test_an_unexpected_error_stops_the_lookups_of_the_run_but_not_the_sweep(clou
     assert [f.status for f in found] == [lookup.FAULT, lookup.FAULT]
     assert found[1].reason == "CloudTrail lookups failed (InternalFailure)"
     assert search.calls == 1
+
+
+def change(name, user, failed=False):
+    record = {"eventName": name, "userIdentity": {
+        "type": "IAMUser", "userName": user, "arn": "arn:aws:iam::123456789012:user/" + user,
+        "accountId": "123456789012"}}
+    if failed:
+        record["errorCode"] = "AccessDenied"
+    return entry(record, name)
+
+
+def test_a_groups_owner_is_who_last_created_or_updated_it(cloudtrail):
+    client, stubber = cloudtrail
+    params = {"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": "web"}],
+              "StartTime": NOW - lookup.HISTORY, "EndTime": NOW,
+              "MaxResults": lookup.PAGE_SIZE}
+    stubber.add_response("lookup_events", {"Events": [
+        change("SetDesiredCapacity", "scaler"),
+        change("UpdateAutoScalingGroup", "mallory", failed=True)], "NextToken": "2"}, params)
+    stubber.add_response("lookup_events", {"Events": [
+        change("UpdateAutoScalingGroup", "dave"), change("CreateAutoScalingGroup", "erin")]},
+        dict(params, NextToken="2"))
+
+    owner, event_name = finder(client).fleet_owner("Auto Scaling group", "web")
+
+    assert owner.status == lookup.FOUND and owner.creator.name == "dave"
+    assert event_name == "UpdateAutoScalingGroup"
+
+
+def test_fleet_sources_come_only_from_the_tags_aws_sets():
+    resource = {"Tags": [{"Key": "aws:autoscaling:groupName", "Value": "web"},
+                         {"Key": "aws:ec2launchtemplate:id", "Value": "lt-1"},
+                         {"Key": "autoscaling:groupName", "Value": "forged"}]}
+    assert lookup.fleet_sources(resource) == [
+        ("Auto Scaling group", "web"), (lookup.LAUNCH_TEMPLATE, "lt-1")]
+    assert lookup.fleet_sources({}) == []

@@ -1,11 +1,13 @@
 """policies/ec2-tags-sweep.yml in pull mode against moto (mock_aws): instances that were
 there before Broom, creators from CloudTrail's LookupEvents (botocore's Stubber, as
 moto lacks it), one digest per run, report-only unless the account enforces."""
+import json
 from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import ANY
 from c7n.exceptions import PolicyValidationError
 
 from c7n_broom import decisions, lookup, report, sweep
@@ -18,6 +20,7 @@ from support import (
     in_lookup_order,
     launch,
     load_policy,
+    lookup_page,
     policy_file,
     role_identity,
     states,
@@ -428,3 +431,49 @@ def test_sweep_and_event_paths_decide_through_the_same_function():
 
     assert found["i-1"].outcome.status == report.EXEMPT
     assert found["i-2"].terminate
+
+
+# 9. Fleets: who can fix what relaunches them ---------------------------------------
+
+def test_a_group_instance_names_who_set_up_the_group_and_its_launch_template(
+        aged, trail, inbox, state_table):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    template = ec2.create_launch_template(LaunchTemplateName="web", LaunchTemplateData={
+        "ImageId": "ami-12345678", "InstanceType": "t3.micro"})["LaunchTemplate"]
+    boto3.client("autoscaling", region_name=REGION).create_auto_scaling_group(
+        AutoScalingGroupName="web", MinSize=1, MaxSize=1, DesiredCapacity=1,
+        AvailabilityZones=["us-east-1a"],
+        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"]})
+    [member] = [i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+                for i in r["Instances"]]
+    aged.ages[member] = DAYS
+    tags = {t["Key"] for t in ec2.describe_tags(Filters=[
+        {"Name": "resource-id", "Values": [member]}])["Tags"]}
+    assert "aws:autoscaling:groupName" in tags
+    assert "aws:ec2launchtemplate:id" in tags
+    trail.launched([member], role_identity("AWSServiceRoleForAutoScaling", "AutoScaling"))
+    [change] = lookup_page(member)["Events"]
+    record = dict(json.loads(change["CloudTrailEvent"]), eventName="UpdateAutoScalingGroup",
+                  userIdentity=role_identity("platform", "dave@example.com"))
+    for resource_name, events in (
+            ("web", [dict(change, EventName="UpdateAutoScalingGroup",
+                          CloudTrailEvent=json.dumps(record))]),
+            (template["LaunchTemplateId"], [])):  # no record: unknown, with the reason
+        trail.stubber.add_response("lookup_events", {"Events": events}, {
+            "LookupAttributes": [{"AttributeKey": "ResourceName",
+                                  "AttributeValue": resource_name}],
+            "StartTime": ANY, "EndTime": ANY, "MaxResults": ANY})
+
+    sweep_policy().run()
+
+    body = digest(inbox)["Message"]
+    assert "Managed by:   Auto Scaling group web" in body
+    assert "Auto Scaling group web last set up by dave@example.com (UpdateAutoScalingGroup)" \
+        in body
+    assert "AWSServiceRoleForAutoScaling" in body  # who launched it: the service
+    assert "launch template %s last set up by unknown (no CreateLaunchTemplate" % (
+        template["LaunchTemplateId"]) in body
+    assert trail.pending() == 0
+
+    sweep_policy().run()  # cached for a day: no lookup at all
+    assert "last set up by dave@example.com" in digest(inbox)["Message"]
