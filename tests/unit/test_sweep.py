@@ -477,3 +477,23 @@ def test_a_group_instance_names_who_set_up_the_group_and_its_launch_template(
 
     sweep_policy().run()  # cached for a day: no lookup at all
     assert "last set up by dave@example.com" in digest(inbox)["Message"]
+
+
+def test_every_call_a_sweep_makes_is_a_permission_its_policy_declares(
+        violators, trail, inbox, state_table, monkeypatch):
+    from botocore.client import BaseClient
+    made = set()
+    original = BaseClient._make_api_call
+
+    def record(client, operation, params):
+        made.add("%s:%s" % (client.meta.service_model.signing_name, operation))
+        return original(client, operation, params)
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    trail.launched(broken(violators))
+    policy = sweep_policy(ENFORCE)
+
+    policy.run()
+
+    assert {"cloudtrail:LookupEvents", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
+            "ec2:TerminateInstances", "sns:Publish"} <= made
+    assert made - set(policy.get_permissions()) == set()
