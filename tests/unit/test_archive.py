@@ -36,7 +36,8 @@ def broom_files(zipped):
 
 
 def test_the_archive_holds_exactly_the_plugin():
-    for policy_file in ("ec2-tags.yml", "ec2-tags-changed.yml", "ec2-tags-hub.yml"):
+    for policy_file in ("ec2-tags.yml", "ec2-tags-changed.yml", "ec2-tags-hub.yml",
+                        "ec2-tags-sweep.yml"):
         zipped = archive(policy_file)
         assert broom_files(zipped) == PLUGIN_FILES, policy_file
         assert not [n for n in zipped.namelist() if n.startswith(("broom/", "moto/"))]
