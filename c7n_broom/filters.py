@@ -10,7 +10,13 @@ from c7n.utils import local_session, type_schema
 
 from c7n_broom import codes, events, instances
 from c7n_broom.lambda_check import check_lambda_packaging
-from c7n_broom.validation import check_grace_seconds, check_schema, check_var, where
+from c7n_broom.validation import (
+    check_grace_seconds,
+    check_schedule,
+    check_schema,
+    check_var,
+    where,
+)
 
 log = logging.getLogger("custodian.broom.filters")
 
@@ -95,6 +101,7 @@ class AllowedCodes(ValueFilter):
         if not key.strip() or key.strip() == "tag:":
             raise PolicyValidationError("%s: 'key' must name a field, e.g. tag:Code" % name)
         check_grace_seconds(self)
+        check_schedule(self)  # a periodic policy's schedule var: unset means hourly
         check_lambda_packaging(self.manager, self.type)
         return self
 

@@ -497,3 +497,10 @@ def test_every_call_a_sweep_makes_is_a_permission_its_policy_declares(
     assert {"cloudtrail:LookupEvents", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
             "ec2:TerminateInstances", "sns:Publish"} <= made
     assert made - set(policy.get_permissions()) == set()
+
+
+def test_any_periodic_policy_with_allowed_codes_gets_the_hourly_default():
+    [data] = policy_file(POLICY)["policies"]
+    data["actions"] = [{"type": "creator-report",
+                        "topic": "arn:aws:sns:{region}:{account_id}:broom-reports"}]
+    assert load_policy(data).data["mode"]["schedule"] == "rate(1 hour)"
