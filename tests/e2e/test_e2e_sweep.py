@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+import yaml
 
 from broom.local.aws import create_lambda_role, create_state_table
 from broom.local.deploy import custodian_run, execution_env, published
@@ -22,7 +23,9 @@ from e2e_support import (
     function_name,
     launch_trio,
     policy_data,
+    problems,
     server_inbox,
+    stock,
     write_policy,
 )
 from support import ACCOUNT, POLICIES, REGION, states
@@ -128,3 +131,27 @@ def test_an_enforcing_sweep_without_exemptions_terminates_exactly_the_violators(
     [message] = inbox.messages()
     assert "Outcome:        terminated: 2" in message["Message"]
     ec2.terminate_instances(InstanceIds=[instances["valid"]])
+
+
+def test_c7n_org_sets_each_accounts_schedule_from_its_var(deployed, tmp_path):
+    hourly, six_hourly = "444444444444", "666666666666"
+    accounts = tmp_path / "accounts.yml"
+    accounts.write_text(yaml.safe_dump({"accounts": [
+        {"account_id": hourly, "name": "hourly", "regions": [REGION],
+         "role": "arn:aws:iam::%s:role/broom-deployer" % hourly},
+        {"account_id": six_hourly, "name": "six-hourly", "regions": [REGION],
+         "role": "arn:aws:iam::%s:role/broom-deployer" % six_hourly,
+         "vars": {"broom_sweep_schedule": "rate(6 hours)"}}]}))
+    for account in (hourly, six_hourly):
+        create_lambda_role(deployed, account=account)
+    (tmp_path / "cache").mkdir()
+
+    completed = stock("c7n-org", [
+        "run", "-c", accounts, "-s", tmp_path / "out", "-u", POLICY_FILE,
+        "--cache-period", "0", "--cache-path", tmp_path / "cache"],
+        dict(deployed.env(), C7N_ORG_PARALLEL="2"))
+
+    assert problems(completed.output) == [], completed.output
+    schedules = {account: deployed.client("events", account=account).describe_rule(
+        Name=FUNCTION)["ScheduleExpression"] for account in (hourly, six_hourly)}
+    assert schedules == {hourly: "rate(1 hour)", six_hourly: "rate(6 hours)"}
