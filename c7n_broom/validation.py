@@ -223,19 +223,17 @@ def check_schedule(element):
                 element.manager.data.get("name", "?"), schedule))
 
 
-#: Modes without an event: who launched an instance must be looked up.
-EVENTLESS_MODES = ("pull", "periodic")
-
-
 def check_attribution(element):
-    """Raise PolicyValidationError when a policy without events terminates with
+    """Raise PolicyValidationError when a periodic-mode policy terminates with
     exemptions but does not look creators up first (``lookup-creators``): every
-    creator would be unknown, and an exempt principal's instances terminated."""
+    creator would be unknown, and an exempt principal's instances terminated.
+
+    Pull mode (``custodian run`` of a policy without ``mode``, on demand) keeps its
+    behaviour: creators are unknown there unless ``lookup-creators`` runs first.
+    """
     manager = element.manager
     mode = (manager.data.get("mode") or {}) if manager else {}
-    if mode.get("type", "pull") not in EVENTLESS_MODES:
-        return
-    if not element.data.get("exempt-principals"):
+    if mode.get("type") != "periodic" or not element.data.get("exempt-principals"):
         return
     for action in manager.data.get("actions") or ():
         kind = action.get("type") if isinstance(action, dict) else action
@@ -244,6 +242,6 @@ def check_attribution(element):
         if kind == element.type:
             break
     raise PolicyValidationError(
-        "%s: 'exempt-principals' need to know who launched each instance, and a %s-mode "
-        "policy has no event that says: add '- type: lookup-creators' before this "
-        "action (docs/sweep.md)" % (where(element), mode.get("type", "pull")))
+        "%s: 'exempt-principals' need to know who launched each instance, and a "
+        "periodic policy has no event that says: add '- type: lookup-creators' before "
+        "this action (docs/sweep.md)" % where(element))
