@@ -9,8 +9,9 @@ A sweep (``c7n_broom.sweep``) finds instances the event path never saw. Their
 ``LookupEvents`` allows 2 requests per second per account and region, shared with
 everything else in the account: :class:`Lookup` spaces its calls ``interval`` seconds
 apart (clock and sleep are injectable), makes at most ``budget`` calls per run, backs
-off and retries on throttling, and narrows each lookup to the hour around the
-instance's first launch, so that one page usually answers.
+off and retries on throttling (and stops for the run when that does not help), and
+narrows each lookup to the hours around the instance's first launch, so that one page
+usually answers.
 
 Each instance gets an :class:`Attribution`: ``found`` (the creator), ``unknown`` for
 good (launched before the event history begins, or CloudTrail holds no record: cached
@@ -267,7 +268,13 @@ class Lookup:
                     if attempt < RETRIES and self.calls < self.budget:
                         self.sleep(self.interval * 2 ** (attempt + 1))
                         continue
-                    return None, "CloudTrail throttled the lookup (%s)" % code
+                    # Others use the account's limit too: leave it to them, and to the
+                    # next sweep, rather than spend the function's time backing off.
+                    self.broken = ("CloudTrail kept throttling the lookups (%s); the next "
+                                   "sweep goes on" % code)
+                    log.warning("CloudTrail lookups throttled %d times in a row: no more "
+                                "lookups in this run", RETRIES + 1)
+                    return None, self.broken
                 if code in DENIED:
                     self.broken = ("Broom's role may not call %s (%s): allow it, see "
                                    "docs/sweep.md" % (PERMISSION, code))

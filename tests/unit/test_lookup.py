@@ -105,11 +105,14 @@ def test_throttled_again_and_again_the_creator_is_a_fault_not_unknown(cloudtrail
     for _ in range(lookup.RETRIES + 1):
         stubber.add_client_error("lookup_events", "ThrottlingException", "Rate exceeded")
 
-    found = finder(client).attribute(INSTANCE, LAUNCHED)
+    search = finder(client)
+    found = search.attribute(INSTANCE, LAUNCHED)
+    after = search.attribute("i-0fedcba9876543210", LAUNCHED)  # no call: the run stops
 
-    assert found.status == lookup.FAULT
+    assert found.status == after.status == lookup.FAULT
     assert not found.settled
-    assert "throttled" in found.reason
+    assert "kept throttling" in found.reason and after.reason == found.reason
+    assert search.calls == lookup.RETRIES + 1
 
 
 def test_denied_once_no_more_calls_and_every_creator_says_why(cloudtrail):
