@@ -63,6 +63,8 @@ _TERMINATE = Scope("BroomTerminate", (INSTANCES,))
 _CLEAR_PROTECTION = Scope("BroomClearProtection", (INSTANCES,), {
     "StringEquals": {"ec2:Attribute": ["disableApiTermination", "disableApiStop"]}})
 _REPORT = Scope("BroomReport", ("arn:{partition}:sns:*:{topic_account}:broom-reports",))
+# LookupEvents takes no resource ARN (IAM: resource "*").
+_LOOKUP = Scope("BroomLookupCreators", ("*",))
 _STATE = Scope("BroomState", ("arn:{partition}:dynamodb:*:{account}:table/broom-state",))
 _RECHECK = Scope("BroomRecheck", (
     "arn:{partition}:scheduler:*:{account}:schedule/default/broom-recheck-*",))
@@ -90,6 +92,9 @@ SCOPES = {
     "dynamodb:PutItem": _STATE,
     "dynamodb:UpdateItem": _STATE,
     "dynamodb:DeleteItem": _STATE,
+    "dynamodb:BatchGetItem": _STATE,
+    "dynamodb:BatchWriteItem": _STATE,
+    "cloudtrail:LookupEvents": _LOOKUP,
     "scheduler:CreateSchedule": _RECHECK,
     "iam:PassRole": _PASS_SCHEDULER_ROLE,
     "logs:CreateLogGroup": _LOGS,

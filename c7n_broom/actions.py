@@ -18,9 +18,11 @@ from c7n_broom import (
     fleets,
     formats,
     instances,
+    lookup,
     recheck,
     report,
     state,
+    sweep,
     terminate,
 )
 from c7n_broom.identity import UNKNOWN, creator_from_record
@@ -141,6 +143,10 @@ class CreatorReport(EventAction):
     ``c7n_broom.state``), never in tags; without the table, reports are sent anyway,
     repeats included.
 
+    After ``lookup-creators`` (a sweep: periodic or pull mode), the run is reported
+    in one digest: counts, then each violator with who launched it, its age, type
+    and state, new ones apart from those an earlier sweep reported (still open).
+
     :example:
 
     .. code-block:: yaml
@@ -181,8 +187,6 @@ class CreatorReport(EventAction):
     permissions = ("sns:Publish", "ec2:DescribeInstances",
                    "ec2:DescribeSpotInstanceRequests") + state.REPORT_PERMISSIONS
 
-    def get_permissions(self):
-        return self.permissions + (cost.PERMISSIONS if self.data.get("cost") else ())
     clock = staticmethod(time.time)
 
     def validate(self):
@@ -201,7 +205,17 @@ class CreatorReport(EventAction):
     def policy_name(self):
         return self.manager.data.get("name", "")
 
+    def get_permissions(self):
+        """What it reads and writes; with ``cost``, the Price List API; a sweep also
+        records what it reported."""
+        extra = cost.PERMISSIONS if self.data.get("cost") else ()
+        if self.manager and self.sweeping():
+            extra += state.SWEEP_PERMISSIONS
+        return tuple(self.permissions) + tuple(extra)
+
     def process(self, resources, event=None):
+        if self.sweeping():
+            return self.sweep_report(resources)
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
         event_id = events.report_key(record)  # per event; per launch for EC2 Fleets
@@ -233,6 +247,43 @@ class CreatorReport(EventAction):
     def price_book(self):
         """Prices for the report's cost lines, or None when ``cost`` is off."""
         return cost.PriceBook(self.manager.session_factory) if self.data.get("cost") else None
+
+    def sweeping(self):
+        """True when ``lookup-creators`` runs before this action: a sweep."""
+        for action in self.manager.actions:
+            if action is self:
+                return False
+            if action.type == "lookup-creators":
+                return True
+        return False
+
+    def sweep_report(self, resources):
+        """One digest for the sweep's violators; once published, the new ones are
+        recorded as reported, so the next sweep lists them as still open."""
+        now = self.clock()
+        table = state.for_element(self, clock=self.clock)
+        outcomes = terminate.outcomes(self.manager, resources, self.terminates())
+        persistent = fleets.persistent_spot_requests(self.manager, resources)
+        found = sweep.attributions(resources)
+        config, rows = self.manager.config, []
+        for r in resources:
+            launched = lookup.first_launch(r)
+            rows.append(sweep.Row(
+                finding=report.finding(r, None, config.region, config.account_id),
+                outcome=outcomes[r["InstanceId"]],
+                attribution=found.get(r["InstanceId"]) or lookup.Attribution(
+                    lookup.FAULT, reason="not looked up"),
+                age_seconds=None if launched is None else now - launched.timestamp(),
+                state=instances.state(r) or "",
+                new=not sweep.reported_at(r),
+                fleet=fleets.fleet_of(r, persistent),
+                owners=tuple(sweep.fleet_owners(r))))
+        subject, body, attributes = sweep.digest(rows, config.region, config.account_id or "")
+        sent = self.publish([Message("sweep of %d instances" % len(rows), subject, body,
+                                     attributes, [r["InstanceId"] for r in resources])],
+                            table)
+        sweep.record_reported(table, self.policy_name, resources, now)
+        return sent
 
     def gone_before(self, resource):
         """True for an instance gone before this event arrived (EventBridge delivers

@@ -1,6 +1,7 @@
 """The ``allowed-codes`` filter: EC2 instances whose Code tag is missing or not allowed."""
 import logging
 import time
+from datetime import datetime, timezone
 
 from c7n.exceptions import PolicyValidationError
 from c7n.filters.core import ValueFilter
@@ -9,7 +10,13 @@ from c7n.utils import local_session, type_schema
 
 from c7n_broom import codes, events, instances
 from c7n_broom.lambda_check import check_lambda_packaging
-from c7n_broom.validation import check_grace_seconds, check_schema, check_var, where
+from c7n_broom.validation import (
+    check_grace_seconds,
+    check_schedule,
+    check_schema,
+    check_var,
+    where,
+)
 
 log = logging.getLogger("custodian.broom.filters")
 
@@ -35,7 +42,9 @@ class AllowedCodes(ValueFilter):
 
     In cloudtrail mode a tag that DescribeInstances does not show yet is looked up in
     the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
-    instance is called a violator. ``grace-seconds`` (event modes only) keeps
+    instance is called a violator. Without an event (pull or periodic mode) only
+    instances launched in the last few minutes have their tags re-read: for older
+    ones DescribeInstances is authoritative. ``grace-seconds`` (event modes only) keeps
     re-reading the tag of instances that have none, every 2 seconds up to that long,
     for tools that tag in a separate CreateTags call after launch; an event already
     older than that (a retried or replayed one) is not waited for.
@@ -71,6 +80,7 @@ class AllowedCodes(ValueFilter):
     annotate = False
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
+    now = staticmethod(lambda: datetime.now(timezone.utc))
 
     def validate(self):
         name = where(self)
@@ -91,6 +101,7 @@ class AllowedCodes(ValueFilter):
         if not key.strip() or key.strip() == "tag:":
             raise PolicyValidationError("%s: 'key' must name a field, e.g. tag:Code" % name)
         check_grace_seconds(self)
+        check_schedule(self)  # a periodic policy's schedule var: unset means hourly
         check_lambda_packaging(self.manager, self.type)
         return self
 
@@ -137,6 +148,9 @@ class AllowedCodes(ValueFilter):
         verdicts = [(r, self.violation(r, requested)) for r in resources]
         suspects = [(r, verdict) for r, verdict in verdicts if verdict]
         missing = [r for r, verdict in suspects if verdict.reason == codes.MISSING]
+        if not record:  # no event: DescribeInstances is authoritative for older ones
+            now = self.now()
+            missing = [r for r in missing if instances.just_launched(r, now)]
         late = {}
         if missing and self.tag_key:
             client = local_session(self.manager.session_factory).client("ec2")

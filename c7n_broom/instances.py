@@ -13,7 +13,7 @@ import time
 from botocore.exceptions import ClientError
 from c7n.utils import chunks, local_session
 
-from c7n_broom.events import get_path
+from c7n_broom.events import get_path, parse_time
 
 log = logging.getLogger("custodian.broom.instances")
 
@@ -32,11 +32,21 @@ DENIED = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException")
 
 #: Seconds between tag re-reads while ``grace-seconds`` lasts.
 GRACE_INTERVAL = 2
+#: Without an event, DescribeInstances shows the tags of an instance launched longer
+#: ago than this: only younger ones have their tags re-read.
+SETTLED_AFTER = 300
 
 
 def state(resource):
     """An instance's state name as c7n described it; None when not shown."""
     return get_path(resource, "State", "Name")
+
+
+def just_launched(resource, now, seconds=SETTLED_AFTER):
+    """True when an instance started less than ``seconds`` before ``now`` (or EC2
+    shows no launch time): its tags may not show in DescribeInstances yet."""
+    launched = parse_time(resource.get("LaunchTime"))
+    return launched is None or (now - launched).total_seconds() < seconds
 
 
 def current_states(manager, instance_ids):

@@ -24,6 +24,7 @@ HELD = "held-by-cap"
 GONE = "already-gone"
 REPORTED = "reported"
 ANOMALY = "anomaly"  # the event does not describe this instance: never terminated
+UNRESOLVED = "creator-unresolved"  # a sweep could not look its creator up yet
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Outcome:
             GONE: "found already gone",
             REPORTED: "found",
             ANOMALY: "found an anomaly with",
+            UNRESOLVED: "left alone until its creator is known",
         }.get(self.status, self.status)
 
     @property
@@ -262,6 +264,7 @@ def describe_outcome(outcome):
         GONE: "none, the instance no longer exists",
         REPORTED: "none (this policy only reports)",
         ANOMALY: "none: the event does not match this instance, it was not terminated",
+        UNRESOLVED: "none: not terminated until Broom knows who launched it",
     }.get(outcome.status, readable(outcome.status))
     if outcome.detail:
         text += " (%s)" % readable(outcome.detail, DETAIL_LIMIT)

@@ -12,6 +12,8 @@ item ``pk``    what it records                                 written with
 ``fleet#``     fleet F was reported at T                       PutItem, absent or
                                                                older than the period
 ``count#``     terminations by principal X in a time window    UpdateItem ADD
+``sweep#``     a sweep's creator of instance I, and when it    BatchWriteItem
+               was first reported (``c7n_broom.sweep``)
 =============  ==============================================  =======================
 
 Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB
@@ -49,6 +51,9 @@ UNAVAILABLE = TABLE_MISSING + DENIED + BUSY
 #: What each use of the table needs in the role (scope them to the table's ARN).
 REPORT_PERMISSIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 COUNTER_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+SWEEP_PERMISSIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+#: Items per BatchGetItem and BatchWriteItem call (DynamoDB's limits).
+BATCH_GET, BATCH_WRITE = 100, 25
 
 
 class StateTable:
@@ -95,8 +100,10 @@ class StateTable:
         if self.unavailable:
             return None
         method = getattr(self.client(), _snake(operation))
+        if not operation.startswith("Batch"):  # batch calls name the table in their items
+            params["TableName"] = self.name
         try:
-            return self.retry(method, TableName=self.name, **params)
+            return self.retry(method, **params)
         except ClientError as e:
             code = e.response["Error"]["Code"]
             if code == CHECK_FAILED:
@@ -250,6 +257,44 @@ class StateTable:
         if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", 0)) <= now:
             return 0
         return int(item["count"]["N"])
+
+
+    # -- items read and written in batches (sweeps) ------------------------------------
+
+    def get_items(self, keys):
+        """{key: item} of the live items among ``keys`` (BatchGetItem, 100 at a
+        time); what cannot be read is left out, as if never written."""
+        found, now = {}, self.clock()
+        for start in range(0, len(keys), BATCH_GET):
+            wanted = {"Keys": [{KEY: _s(k)} for k in keys[start:start + BATCH_GET]]}
+            for _ in range(3):
+                response = self.call("BatchGetItem", RequestItems={self.name: wanted})
+                if response is None:
+                    return found
+                for item in response.get("Responses", {}).get(self.name, ()):
+                    if float(item.get(TTL_ATTRIBUTE, {}).get("N", 0)) > now:
+                        found[item[KEY]["S"]] = item
+                wanted = response.get("UnprocessedKeys", {}).get(self.name)
+                if not wanted:
+                    break
+        return found
+
+    def put_items(self, items):
+        """Write ``items`` (each with its ``pk`` and ``expires``), 25 per call; what
+        DynamoDB leaves unprocessed three times is dropped with a warning."""
+        for start in range(0, len(items), BATCH_WRITE):
+            pending = [{"PutRequest": {"Item": item}}
+                       for item in items[start:start + BATCH_WRITE]]
+            for _ in range(3):
+                response = self.call("BatchWriteItem", RequestItems={self.name: pending})
+                if response is None:
+                    return
+                pending = response.get("UnprocessedItems", {}).get(self.name)
+                if not pending:
+                    break
+            if pending:
+                log.warning("Broom's state table %s: %d items not written (throttled)",
+                            self.name, len(pending))
 
 
 def _key(kind, *parts):

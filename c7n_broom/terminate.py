@@ -10,7 +10,7 @@ from c7n.exceptions import PolicyValidationError
 from c7n.resources.ec2 import Terminate
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, decisions, instances, recheck, report, state, validation
+from c7n_broom import codes, decisions, instances, recheck, report, state, sweep, validation
 from c7n_broom.events import get_path
 from c7n_broom.lambda_check import check_lambda_packaging
 
@@ -39,6 +39,12 @@ class SafeTerminate(EventAction, Terminate):
     - ``exempt-principals`` (the README's "Exemptions" grammar, shared with ``broom
       scp``; never session names) and ``exempt-accounts``: instances they launch are
       reported, not terminated.
+    - In a sweep (no event: periodic or pull mode), each instance's own creator, as
+      ``lookup-creators`` found it before this action: a creator not known yet keeps
+      its instance while there are exemptions; ``unknown-creators: report-only``
+      only reports instances whose creator CloudTrail cannot tell (default
+      ``enforce``). The cap counts everything one sweep would terminate; what it
+      holds, the next sweep sees again.
 
     Each instance gets its own outcome under ``c7n:broom-outcome`` (one failure never
     stops the rest of the batch), which ``creator-report`` reports.
@@ -54,6 +60,8 @@ class SafeTerminate(EventAction, Terminate):
               - type: allowed-codes
                 codes: [LOL, GGG, BRB, YLO]
             actions:
+              # without an event (pull mode), exemptions need each creator
+              - type: lookup-creators
               - type: safe-terminate
                 force: true
                 max-terminations: 20
@@ -76,6 +84,7 @@ class SafeTerminate(EventAction, Terminate):
             "cap-period": {"type": "integer", "minimum": 60},
             "recheck-after": {"type": "integer", "minimum": 60, "maximum": 7 * 24 * 3600},
             "state-table": {"type": "string"},
+            "unknown-creators": {"enum": list(decisions.ENFORCEMENT_MODES)},
         },
     )
 
@@ -98,6 +107,7 @@ class SafeTerminate(EventAction, Terminate):
         validation.check_no_force_on_tag_events(self)
         validation.check_state_table(self)
         validation.check_exempt_principals(self)
+        validation.check_attribution(self)
         check_lambda_packaging(self.manager, self.type)
         return self
 
@@ -111,14 +121,22 @@ class SafeTerminate(EventAction, Terminate):
             cap=self.data.get("max-terminations", decisions.DEFAULT_CAP),
             fleet_instances=self.data.get("fleet-instances", decisions.ENFORCE),
             exempt_principals=tuple(self.data.get("exempt-principals", ())),
-            exempt_accounts=tuple(self.data.get("exempt-accounts", ())))
+            exempt_accounts=tuple(self.data.get("exempt-accounts", ())),
+            unknown_creators=self.data.get("unknown-creators", decisions.ENFORCE))
 
     def process(self, resources, event=None):
         delay = self.data.get("recheck-after", recheck.DEFAULT_DELAY)
+        settings = self.settings()
+        creators, unresolved = sweep.creators(resources)
+        if creators:  # a sweep: each instance its own creator, no event to re-check
+            settings = dataclasses.replace(settings, unit="one sweep")
+            held_note = lambda held: sweep.NEXT_SWEEP  # noqa: E731
+        else:
+            held_note = lambda held: recheck.schedule_held(  # noqa: E731
+                event, held, delay, self.manager.retry)
         plan = decisions.plan(
-            resources, event, self.manager.config.account_id or "", self.settings(),
-            recheck.held_ids(event), self.count,
-            lambda held: recheck.schedule_held(event, held, delay, self.manager.retry))
+            resources, event, self.manager.config.account_id or "", settings,
+            recheck.held_ids(event), self.count, held_note, creators, unresolved)
         for r in resources:
             if not plan[r["InstanceId"]].terminate:
                 r[OUTCOME] = dataclasses.asdict(plan[r["InstanceId"]].outcome)

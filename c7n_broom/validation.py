@@ -12,6 +12,7 @@ a small checker for the JSON-schema keywords Broom's element schemas use: type, 
 minimum, maximum, items, required, properties, additionalProperties, oneOf,
 patternProperties and the one ``$ref`` they hold (``value_from``).
 """
+import logging
 import re
 
 from c7n.exceptions import PolicyValidationError
@@ -20,6 +21,8 @@ from c7n.resolver import ValuesFrom
 
 from c7n_broom import codes, principals
 from c7n_broom.lambda_check import is_lambda_mode
+
+log = logging.getLogger("custodian.broom.validation")
 
 REFS = {"#/definitions/filters_common/value_from": ValuesFrom.schema}
 TYPES = {
@@ -187,3 +190,62 @@ def check_topics(element):
                 "arn:aws:sns:us-east-1:123456789012:broom-reports (or a FIFO topic's, "
                 "ending in .fifo), got %r" % (
                     where(element), option, value))
+
+
+#: EventBridge schedule expressions: rate(1 hour), rate(30 minutes), cron(0 * * * ? *).
+SCHEDULE = re.compile(
+    r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)"
+    r"|cron\(\S+( \S+){5}\))$")
+DEFAULT_SCHEDULE = "rate(1 hour)"
+
+
+def check_schedule(element):
+    """A periodic-mode policy's ``mode.schedule``: an EventBridge schedule
+    expression, or a c7n-org var left unset, which means DEFAULT_SCHEDULE.
+
+    c7n-org fills ``"{broom_sweep_schedule}"`` from the account's vars; left
+    unexpanded (no such var, or plain ``custodian run``) it is not a schedule
+    EventBridge accepts, so it is replaced here by the hourly default, with a log
+    line saying so. Any other value that is not a schedule expression is refused,
+    naming the var to fix.
+    """
+    mode = element.manager.data.get("mode") if element.manager else None
+    if not isinstance(mode, dict) or mode.get("type") != "periodic":
+        return
+    schedule = mode.get("schedule")
+    if codes.is_unset(schedule):
+        if schedule is not None:
+            log.info("policy:%s mode.schedule %s is not set: %s",
+                     element.manager.data.get("name", "?"), schedule, DEFAULT_SCHEDULE)
+        mode["schedule"] = DEFAULT_SCHEDULE
+        return
+    if not isinstance(schedule, str) or not SCHEDULE.match(schedule):
+        raise PolicyValidationError(
+            "policy:%s mode.schedule must be an EventBridge schedule expression such "
+            "as 'rate(1 hour)', 'rate(30 minutes)' or 'cron(0 * * * ? *)' (set through "
+            "the c7n-org var broom_sweep_schedule), got %r" % (
+                element.manager.data.get("name", "?"), schedule))
+
+
+def check_attribution(element):
+    """Raise PolicyValidationError when a periodic-mode policy terminates with
+    exemptions but does not look creators up first (``lookup-creators``): every
+    creator would be unknown, and an exempt principal's instances terminated.
+
+    Pull mode (``custodian run`` of a policy without ``mode``, on demand) keeps its
+    behaviour: creators are unknown there unless ``lookup-creators`` runs first.
+    """
+    manager = element.manager
+    mode = (manager.data.get("mode") or {}) if manager else {}
+    if mode.get("type") != "periodic" or not element.data.get("exempt-principals"):
+        return
+    for action in manager.data.get("actions") or ():
+        kind = action.get("type") if isinstance(action, dict) else action
+        if kind == "lookup-creators":
+            return
+        if kind == element.type:
+            break
+    raise PolicyValidationError(
+        "%s: 'exempt-principals' need to know who launched each instance, and a "
+        "periodic policy has no event that says: add '- type: lookup-creators' before "
+        "this action (docs/sweep.md)" % where(element))

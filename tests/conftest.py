@@ -159,3 +159,25 @@ def fake_clock(monkeypatch):
 def state_table(aws):
     """The ``broom-state`` DynamoDB table, empty."""
     return create_state_table()
+
+
+@pytest.fixture
+def aged(aws, monkeypatch):
+    """Instances launched long ago (support.Aged): set ``aged.ages[instance_id]``."""
+    from botocore.client import BaseClient
+    emulation = support.Aged()
+    monkeypatch.setattr(BaseClient, "_make_api_call", emulation(BaseClient._make_api_call))
+    return emulation
+
+
+@pytest.fixture
+def trail(aws, monkeypatch, fake_clock):
+    """CloudTrail LookupEvents on botocore's Stubber (support.Trail), given to the
+    sweep's lookup-creators, whose waits pass on the fake clock."""
+    from c7n_broom.sweep import LookupCreators
+    stubbed = support.Trail()
+    monkeypatch.setattr(LookupCreators, "cloudtrail", lambda self: stubbed.client)
+    monkeypatch.setattr(LookupCreators, "monotonic", staticmethod(fake_clock.monotonic))
+    monkeypatch.setattr(LookupCreators, "sleep", staticmethod(fake_clock.sleep))
+    yield stubbed
+    stubbed.stubber.deactivate()

@@ -493,3 +493,111 @@ def stale_files(site, packages=PACKAGES, root_files=ROOT_FILES):
     stale += ["%s (not installed)" % name for name in sorted(set(want) - set(have))]
     stale += ["%s (not in the working tree)" % name for name in sorted(set(have) - set(want))]
     return stale
+
+
+# --- sweeps: pre-existing instances, CloudTrail's event history ----------------------
+
+class Aged:
+    """Instances launched long ago, in moto (which stamps LaunchTime at run time):
+    wrapped around ``BaseClient._make_api_call``, DescribeInstances shows the launch
+    time and the attach times of the interfaces and volumes of the instances in
+    ``ages`` that much earlier (``{instance id: timedelta}``)."""
+
+    def __init__(self):
+        self.ages = {}
+
+    def __call__(self, original):
+        def make_api_call(client, operation, params):
+            response = original(client, operation, params)
+            if operation == "DescribeInstances":
+                for reservation in response.get("Reservations", []):
+                    for instance in reservation["Instances"]:
+                        self.shift(instance)
+            return response
+        return make_api_call
+
+    def shift(self, instance):
+        age = self.ages.get(instance["InstanceId"])
+        if not age:
+            return
+        instance["LaunchTime"] -= age
+        for eni in instance.get("NetworkInterfaces", []):
+            if "AttachTime" in eni.get("Attachment", {}):
+                eni["Attachment"]["AttachTime"] -= age
+        for device in instance.get("BlockDeviceMappings", []):
+            if "AttachTime" in device.get("Ebs", {}):
+                device["Ebs"]["AttachTime"] -= age
+
+
+def launch_record(instance_id, identity=None):
+    """A recorded RunInstances record naming ``instance_id`` (``identity``: another
+    userIdentity), as CloudTrail's LookupEvents returns it in ``CloudTrailEvent``."""
+    detail = copy.deepcopy(load_record("event-cloud-trail-run-instance-creator.json"))
+    item = detail["responseElements"]["instancesSet"]["items"][0]
+    detail["responseElements"]["instancesSet"]["items"] = [dict(item, instanceId=instance_id)]
+    if identity is not None:
+        detail["userIdentity"] = identity
+    return detail
+
+
+def lookup_page(instance_id, identity=None, token=None):
+    """A LookupEvents response holding the RunInstances record of ``instance_id``
+    (None: no record)."""
+    events = [] if instance_id is None else [{
+        "EventId": "00000000-0000-0000-0000-%012d" % (abs(hash(instance_id)) % 10**12),
+        "EventName": "RunInstances", "ReadOnly": "false",
+        "EventSource": "ec2.amazonaws.com", "Resources": [],
+        "EventTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "CloudTrailEvent": json.dumps(launch_record(instance_id, identity))}]
+    page = {"Events": events}
+    if token:
+        page["NextToken"] = token
+    return page
+
+
+def role_identity(role, session, account=ACCOUNT, path="/"):
+    """The userIdentity of an assumed-role session."""
+    return {"type": "AssumedRole", "principalId": "AROAEXAMPLE:%s" % session,
+            "arn": "arn:aws:sts::%s:assumed-role/%s/%s" % (account, role, session),
+            "accountId": account, "sessionContext": {"sessionIssuer": {
+                "type": "Role", "principalId": "AROAEXAMPLE", "userName": role,
+                "arn": "arn:aws:iam::%s:role%s%s" % (account, path, role),
+                "accountId": account}}}
+
+
+class Trail:
+    """CloudTrail's LookupEvents, which moto lacks, on botocore's Stubber: responses
+    are queued in the order the sweep asks (``sweep.lookup_order``)."""
+
+    def __init__(self, region=REGION):
+        from botocore.stub import Stubber
+        self.client = boto3.client("cloudtrail", region_name=region)
+        self.stubber = Stubber(self.client)
+        self.stubber.activate()
+
+    def launched(self, instance_ids, identity=None):
+        """Each instance's RunInstances record, by ``identity`` (default: the recorded
+        IAM user c7nbot), or by ``identity(instance_id)`` when it is callable."""
+        from botocore.stub import ANY
+        for instance_id in in_lookup_order(instance_ids):
+            who = identity(instance_id) if callable(identity) else identity
+            self.stubber.add_response("lookup_events", lookup_page(instance_id, who), {
+                "LookupAttributes": [{"AttributeKey": "ResourceName",
+                                      "AttributeValue": instance_id}],
+                "StartTime": ANY, "EndTime": ANY, "MaxResults": ANY})
+
+    def refuse(self, code, times=1):
+        for _ in range(times):
+            self.stubber.add_client_error("lookup_events", code, "refused by the test")
+
+    def pending(self):
+        return len(self.stubber._queue)
+
+
+def in_lookup_order(instance_ids, ec2=None):
+    """``instance_ids`` in the order the sweep looks them up (as EC2 describes them)."""
+    from c7n_broom.sweep import lookup_order
+    ec2 = ec2 or boto3.client("ec2", region_name=REGION)
+    described = [i for r in ec2.describe_instances(InstanceIds=list(instance_ids))[
+        "Reservations"] for i in r["Instances"]]
+    return [i["InstanceId"] for i in lookup_order(described)]

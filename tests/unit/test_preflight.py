@@ -12,6 +12,7 @@ from support import REPO
 TAGS = str(REPO / "policies" / "ec2-tags.yml")
 CHANGED = str(REPO / "policies" / "ec2-tags-changed.yml")
 HUB = str(REPO / "policies" / "ec2-tags-hub.yml")
+SWEEP = str(REPO / "policies" / "ec2-tags-sweep.yml")
 POLICY = "broom-ec2-require-code-tag"
 
 
@@ -34,11 +35,11 @@ def lines(output):
 
 
 def test_shipped_accounts_pass_with_broom_optional_vars_unset():
-    result = invoke("-c", str(REPO / "accounts.yml"), "-u", TAGS, "-u", CHANGED)
+    result = invoke("-c", str(REPO / "accounts.yml"), "-u", TAGS, "-u", CHANGED, "-u", SWEEP)
     assert result.exit_code == 0, result.output + result.stderr
-    # sandbox: 2 regions, data-team: 1, training: 1; two policies in each
+    # sandbox: 2 regions, data-team: 1, training: 1; three policies in each
     assert lines(result.stdout) == [
-        "3 accounts x 2 policies x 2 regions checked (8 deployments)"]
+        "3 accounts x 3 policies x 2 regions checked (12 deployments)"]
     assert result.stderr == ""
 
 

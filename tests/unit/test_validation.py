@@ -29,6 +29,15 @@ POLICY = "broom-ec2-require-code-tag"
 FILTER = "filter:allowed-codes"
 TERMINATE = "action:safe-terminate"
 REPORT = "action:creator-report"
+LOOKUP = "action:lookup-creators"
+#: Elements only the sweep has are checked in it: {element: (policy file, its name)}.
+IN_SWEEP = {LOOKUP: ("ec2-tags-sweep.yml", "broom-ec2-sweep-code-tag")}
+
+
+def policy_of(element, **options):
+    """(the policy data with the element's options changed, the policy's name)."""
+    name, policy = IN_SWEEP.get(element, ("ec2-tags.yml", POLICY))
+    return policy_with(element, name=name, **options), policy
 
 
 def schema_errors(data):
@@ -175,10 +184,13 @@ TABLE = [
     row(TERMINATE, {"state-table": "arn:aws:dynamodb:us-east-1:123456789012:table/broom"},
         "'state-table' must be a DynamoDB table name (3-255 letters, digits, '_', '-', "
         "'.'), got 'arn:aws:dynamodb:us-east-1:123456789012:table/broom'"),
+    row(TERMINATE, {"unknown-creators": "terminate"}, "'unknown-creators': 'terminate' is "
+        "not one of ['enforce', 'report-only']",
+        "'terminate' is not one of ['enforce', 'report-only']"),
     row(TERMINATE, {"max_terminations": 5}, "'max_terminations': unknown option "
         "'max_terminations' (valid: cap-period, default-enforcement, enforcement, "
         "exempt-accounts, exempt-principals, fleet-instances, force, max-terminations, "
-        "recheck-after, state-table)",
+        "recheck-after, state-table, unknown-creators)",
         "Additional properties are not allowed ('max_terminations' was unexpected)"),
     # creator-report
     row(REPORT, {"topic": DROP}, "'topic' %s, got None" % ARN_LIKE,
@@ -230,6 +242,16 @@ TABLE = [
         "['json', 'chatbot']", "'slack' is not one of ['json', 'chatbot']"),
     row(REPORT, {"cost": "yes"}, "'cost': 'yes' is not of type 'boolean'",
         "'yes' is not of type 'boolean'"),
+    # lookup-creators (in the sweep policy)
+    row(LOOKUP, {"max-lookups": -1}, "'max-lookups': -1 is less than the minimum of 0",
+        "-1 is less than the minimum of 0"),
+    row(LOOKUP, {"max-lookups": 5000}, "'max-lookups': 5000 is greater than the maximum "
+        "of 1000", "5000 is greater than the maximum of 1000"),
+    row(LOOKUP, {"state-table": "a/b"}, "'state-table' must be a DynamoDB table name "
+        "(3-255 letters, digits, '_', '-', '.'), got 'a/b'"),
+    row(LOOKUP, {"max_lookups": 5}, "'max_lookups': unknown option 'max_lookups' "
+        "(valid: max-lookups, state-table)",
+        "Additional properties are not allowed ('max_lookups' was unexpected)"),
 ]
 
 
@@ -237,9 +259,10 @@ TABLE = [
 def test_validate_names_the_policy_the_element_and_the_option(
         element, options, variables, validate_says, schema_says):
     """What c7n-org run and the Lambda handler see: vars expanded, then validate()."""
+    data, name = policy_of(element, **options)
     with pytest.raises(PolicyValidationError) as error:
-        load_policy(policy_with(element, **options), variables=variables)
-    assert str(error.value).startswith("policy:%s %s: %s" % (POLICY, element, validate_says))
+        load_policy(data, variables=variables)
+    assert str(error.value).startswith("policy:%s %s: %s" % (name, element, validate_says))
 
 
 SCHEMA_TABLE = [p for p in TABLE if p.values[4] is not None]
@@ -250,10 +273,11 @@ SCHEMA_TABLE = [p for p in TABLE if p.values[4] is not None]
 def test_schema_names_the_policy_the_option_and_the_value(
         element, options, variables, validate_says, schema_says):
     """What custodian validate and custodian run report first."""
-    errors = schema_errors(policy_with(element, **options))
+    data, name = policy_of(element, **options)
+    errors = schema_errors(data)
     assert errors
     text = str(errors[0])
-    assert "Error on policy:%s resource:aws.ec2" % POLICY in text
+    assert "Error on policy:%s resource:aws.ec2" % name in text
     assert schema_says in text
     option = next(iter(options))
     assert ("['%s']" % option) in text or ("'%s'" % option) in schema_says
