@@ -83,9 +83,22 @@ def compose_messages(groups, creator, actor, max_messages=DEFAULT_MAX_MESSAGES, 
     return messages
 
 
+def fit(build, count):
+    """The Message ``build(listed)`` gives for the largest ``listed`` (0 to ``count``)
+    that keeps every format of it (Chatbot's card included) under SNS's limit. Each
+    listed instance takes more than 200 bytes, so no more than BUDGET / 200 are tried."""
+    low, high = 0, min(count, formats.BUDGET // 200)
+    while low < high:  # the largest count that fits
+        middle = (low + high + 1) // 2
+        if build(middle).size(https_chatbot=True) <= formats.BUDGET:
+            low = middle
+        else:
+            high = middle - 1
+    return build(low)
+
+
 def fit_digest(groups, creator, actor, policy=""):
-    """The digest Message listing the most instances that keep every format of it
-    (Chatbot's card included) under SNS's limit."""
+    """The digest Message listing the most instances that fit (see ``fit``)."""
     items = [(g.finding, g.outcome) for g in groups]
 
     def build(listed):
@@ -96,14 +109,23 @@ def fit_digest(groups, creator, actor, policy=""):
             formats.document(items, creator, policy, subject, body, True, listed),
             formats.chatbot_digest(items, creator, actor, subject))
 
-    low, high = 0, min(len(items), formats.BUDGET // 200)  # an instance takes > 200 bytes
-    while low < high:  # the largest count that fits
-        middle = (low + high + 1) // 2
-        if build(middle).size(https_chatbot=True) <= formats.BUDGET:
-            low = middle
-        else:
-            high = middle - 1
-    return build(low)
+    return fit(build, len(items))
+
+
+def sweep_message(rows, region, account_id, policy=""):
+    """A sweep's one Message (``sweep.Row`` rows) in every format, listing the most
+    violators that fit (see ``fit``)."""
+    rows = sweep.ordered(rows)
+
+    def build(listed):
+        subject, body, attributes = sweep.digest(rows, region, account_id, limit=listed)
+        return Message(
+            "sweep of %d instances" % len(rows), subject, body, attributes,
+            [row.finding.instance_id for row in rows], [],
+            formats.sweep_document(rows, policy, subject, body, listed),
+            formats.chatbot_sweep(rows, subject))
+
+    return fit(build, len(rows))
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -258,30 +280,36 @@ class CreatorReport(EventAction):
         return False
 
     def sweep_report(self, resources):
-        """One digest for the sweep's violators; once published, the new ones are
-        recorded as reported, so the next sweep lists them as still open."""
+        """One digest for the sweep's violators, in every format; once published, the
+        new ones are recorded as reported, so the next sweep lists them as still open."""
         now = self.clock()
         table = state.for_element(self, clock=self.clock)
         outcomes = terminate.outcomes(self.manager, resources, self.terminates())
         persistent = fleets.persistent_spot_requests(self.manager, resources)
         found = sweep.attributions(resources)
+        # What EC2 shows now of the instances Broom tried to terminate: the digest
+        # gives each row's state after Broom's actions, not before.
+        tried = [r["InstanceId"] for r in resources if outcomes[r["InstanceId"]].status
+                 in (report.TERMINATED, report.FAILED)]
+        after = instances.current_states(self.manager, tried) if tried else {}
+        prices, when = self.price_book(), datetime.fromtimestamp(now, timezone.utc)
         config, rows = self.manager.config, []
         for r in resources:
             launched = lookup.first_launch(r)
+            outcome = outcomes[r["InstanceId"]]
             rows.append(sweep.Row(
-                finding=report.finding(r, None, config.region, config.account_id),
-                outcome=outcomes[r["InstanceId"]],
+                finding=report.finding(r, None, config.region, config.account_id,
+                                       price=prices and prices.cost_of(r, when)),
+                outcome=outcome,
                 attribution=found.get(r["InstanceId"]) or lookup.Attribution(
                     lookup.FAULT, reason="not looked up"),
                 age_seconds=None if launched is None else now - launched.timestamp(),
-                state=instances.state(r) or "",
+                state=sweep.state_after(outcome, instances.state(r), after, r["InstanceId"]),
                 new=not sweep.reported_at(r),
                 fleet=fleets.fleet_of(r, persistent),
                 owners=tuple(sweep.fleet_owners(r))))
-        subject, body, attributes = sweep.digest(rows, config.region, config.account_id or "")
-        sent = self.publish([Message("sweep of %d instances" % len(rows), subject, body,
-                                     attributes, [r["InstanceId"] for r in resources])],
-                            table)
+        sent = self.publish([sweep_message(rows, config.region, config.account_id or "",
+                                           self.policy_name)], table)
         sweep.record_reported(table, self.policy_name, resources, now)
         return sent
 

@@ -17,7 +17,9 @@ The JSON document holds the true values (not escaped: a consumer that renders th
 escapes them for its medium); the e-mail text and the Chatbot card hold values made
 inert by ``c7n_broom.text``. The document's schema is ``schemas/broom.report-1.json``
 in the repository; a digest (many instances) is the same document with ``kind``
-"digest" and the instances that fit. SNS counts the whole envelope (every format,
+"digest" and the instances that fit, and a sweep's digest has ``kind`` "sweep", each
+instance's own creator and what the sweep knows of it under ``instances[].sweep``
+(:func:`sweep_document`, :func:`chatbot_sweep`). SNS counts the whole envelope (every format,
 JSON-escaped once more) plus the subject and attributes against its 256 KB limit:
 :func:`size` measures that.
 
@@ -25,7 +27,8 @@ Pure functions on plain data.
 """
 import json
 
-from c7n_broom import codes, cost, report
+from c7n_broom import codes, cost, lookup, report, sweep
+from c7n_broom.identity import UNKNOWN, Creator
 from c7n_broom.text import markdown, readable, true_value
 
 SCHEMA = "broom.report/1"
@@ -114,6 +117,51 @@ def document(items, creator, policy, subject, text, digest=False, listed=None):
         "subject": subject,
         "text": text,
     }
+
+
+#: The document's run-wide creator in a sweep: each instance has its own.
+PER_INSTANCE = Creator(name="(per instance)", identity_type="",
+                       note="a sweep names each instance's creator under "
+                            "instances[].sweep.creator")
+
+
+def _attribution(attribution):
+    creator = attribution.creator if attribution.creator.name else UNKNOWN
+    return {"status": attribution.status, "reason": true_value(attribution.reason) or None,
+            "creator": _creator(creator)}
+
+
+def sweep_instance(row):
+    """One instance of a sweep's document: the instance, then what the sweep knows."""
+    entry = instance(row.finding, row.outcome)
+    entry["sweep"] = {
+        "new": row.new,
+        "state": true_value(row.state) or None,
+        "age_seconds": None if row.age_seconds is None else max(round(row.age_seconds), 0),
+        "creator": _attribution(row.attribution),
+        "fleet": {"kind": true_value(row.fleet[0]), "id": true_value(row.fleet[1])}
+        if row.fleet else None,
+        "fleet_owners": [dict(_attribution(attribution), kind=true_value(kind),
+                              id=true_value(fleet_id), event=true_value(event) or None)
+                         for kind, fleet_id, attribution, event in row.owners],
+    }
+    return entry
+
+
+def sweep_document(rows, policy, subject, text, listed=None):
+    """The Broom JSON document of a sweep (``kind`` "sweep"): the first ``listed``
+    violators in ``sweep.ordered`` order (new ones first), each with its own creator."""
+    rows = sweep.ordered(rows)
+    listed = len(rows) if listed is None else min(listed, len(rows))
+    found = document([(row.finding, row.outcome) for row in rows], PER_INSTANCE, policy,
+                     subject, text, digest=True, listed=0)
+    summary = sweep.counts(rows)
+    found.update(kind="sweep", instances=[sweep_instance(row) for row in rows[:listed]],
+                 omitted=len(rows) - listed,
+                 sweep={"new": summary.new, "still_open": summary.still_open,
+                        "creators": {"found": summary.found, "unknown": summary.unknown,
+                                     "pending": summary.pending}})
+    return found
 
 
 # --- AWS Chatbot custom notification -------------------------------------------------
@@ -227,6 +275,44 @@ def chatbot_digest(items, creator, actor, subject):
                  [f.instance_id for f, _ in items[:CHATBOT_LISTED]], {
                      "account_id": first.account_id, "region": first.region,
                      "outcome": outcome, "count": str(len(items))})
+
+
+def _creator_line(attribution):
+    if attribution.status == lookup.FOUND:
+        return markdown(attribution.creator.name, 80)
+    return "%s (%s)" % ("unknown" if attribution.status == lookup.UNKNOWN_FOR_GOOD
+                        else "not known yet", markdown(attribution.reason, 120))
+
+
+def chatbot_sweep(rows, subject):
+    """AWS Chatbot's custom notification for a sweep: counts and the first violators."""
+    rows = sweep.ordered(rows)
+    summary, first = sweep.counts(rows), rows[0].finding
+    lines = [
+        "*New:* %d  *Still open:* %d" % (summary.new, summary.still_open),
+        "*Outcome:* %s" % ", ".join("%s: %d" % (h, n)
+                                    for h, n in sorted(summary.outcomes.items())),
+        "*Creators:* %d found, %d unknown, %d still being looked up" % (
+            summary.found, summary.unknown, summary.pending),
+    ]
+    if sweep.priced(rows):
+        lines.append("*Cost:* %s" % report.describe_total(row.finding.cost for row in rows))
+    for row in rows[:CHATBOT_LISTED]:
+        lines.append("• %s %s %s, %s%s: %s, launched by %s" % (
+            markdown(row.finding.instance_id, 20), markdown(row.finding.instance_type, 20),
+            markdown(row.state or "?", 20), sweep.age(row.age_seconds),
+            "" if row.new else " (still open)", readable(row.outcome.headline),
+            _creator_line(row.attribution)))
+    if len(rows) > CHATBOT_LISTED:
+        lines.append("… and %d more (see the e-mail report)" % (len(rows) - CHATBOT_LISTED))
+    fix = ("Tag each with a %s tag set to one of the allowed codes (%s), or terminate it."
+           % (markdown(first.code_key), _codes(first.allowed)))
+    return _card(":broom: " + subject, lines, [fix],
+                 [first.account_id, first.region, "sweep", summary.outcome], subject,
+                 [row.finding.instance_id for row in rows[:CHATBOT_LISTED]], {
+                     "account_id": first.account_id, "region": first.region,
+                     "outcome": summary.outcome, "count": str(len(rows)),
+                     "new": str(summary.new)})
 
 
 # --- the SNS envelope ---------------------------------------------------------------

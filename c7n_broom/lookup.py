@@ -13,6 +13,9 @@ off and retries on throttling (and stops for the run when that does not help), a
 narrows each lookup to the hours around the instance's first launch, so that one page
 usually answers.
 
+A launch is any record the event path accepts (``events.LAUNCH_CALLS``):
+``RunInstances``, or the ``CreateFleet`` of an instant fleet (docs/launch-paths.md).
+
 Each instance gets an :class:`Attribution`: ``found`` (the creator), ``unknown`` for
 good (launched before the event history begins, or CloudTrail holds no record: cached
 like a found creator), or not settled yet: ``pending`` (budget used up, or the record
@@ -146,12 +149,16 @@ def change_record(lookup_events, names):
 
 
 def launch_record(instance_id, lookup_events):
-    """(record, malformed): the RunInstances record naming ``instance_id`` among
-    LookupEvents' ``Events``, and how many RunInstances entries could not be read.
-    Pure."""
+    """(record, malformed): the launch record naming ``instance_id`` among
+    LookupEvents' ``Events``, and how many launch entries could not be read. Pure.
+
+    A launch record is one the event path accepts (``events.LAUNCH_CALLS``):
+    RunInstances, or the CreateFleet of an instant fleet, whose XML-shaped response
+    names the instances (``events.launched_instances``). A record of either that
+    names other instances is not trusted for this one."""
     malformed = 0
     for entry in lookup_events:
-        if not isinstance(entry, dict) or entry.get("EventName") != "RunInstances":
+        if not isinstance(entry, dict) or entry.get("EventName") not in events.LAUNCH_CALLS:
             continue
         try:
             record = json.loads(entry.get("CloudTrailEvent") or "")
@@ -161,12 +168,14 @@ def launch_record(instance_id, lookup_events):
         if not isinstance(record, dict) or not isinstance(record.get("userIdentity"), dict):
             malformed += 1
             continue
-        if record.get("errorCode"):
-            continue  # a failed call launched nothing
-        ids = events.get_path(record, "responseElements", "instancesSet", "items") or ()
-        if instance_id in {i.get("instanceId") for i in ids if isinstance(i, dict)}:
+        if record.get("errorCode") or events.fleet_launches_later(record):
+            continue  # a failed call, or a fleet that launches later: no launch by its caller
+        if record.get("eventName") != entry["EventName"]:
+            malformed += 1  # the entry and its record disagree: not trusted
+            continue
+        if instance_id in events.launched_instances(record):
             return record, malformed
-        malformed += 1  # a RunInstances record for another instance: not trusted
+        malformed += 1  # a launch record for other instances: not trusted
     return None, malformed
 
 
@@ -218,12 +227,12 @@ class Lookup:
             if not token:
                 break
         if malformed:
-            return Attribution(FAULT, reason="CloudTrail returned %d RunInstances record(s) "
+            return Attribution(FAULT, reason="CloudTrail returned %d launch record(s) "
                                "Broom could not read" % malformed)
         if self.now - launched < DELIVERY:
-            return Attribution(PENDING, reason="CloudTrail has no RunInstances record yet "
+            return Attribution(PENDING, reason="CloudTrail has no launch record yet "
                                "(it can take 15 minutes)")
-        return unknown("CloudTrail's event history has no RunInstances record for it "
+        return unknown("CloudTrail's event history has no launch record for it "
                        "(CloudTrail off, or the record is older than its history)")
 
     def fleet_owner(self, kind, fleet_id):

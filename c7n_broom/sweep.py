@@ -273,8 +273,10 @@ def creators(resources):
 
 @dataclass(frozen=True)
 class Row:
-    """One violator in a sweep's digest. ``cost`` is an estimate of what it cost
-    so far, as text, shown only when set."""
+    """One violator in a sweep's digest: its Finding (``finding.cost`` is its cost,
+    None when the policy reports no cost), its Outcome, who launched it, its age,
+    its state once Broom acted (``state``), and whether an earlier sweep reported it
+    (``new`` False: still open)."""
 
     finding: report.Finding
     outcome: report.Outcome
@@ -283,8 +285,65 @@ class Row:
     state: str = ""
     new: bool = True
     fleet: tuple | None = None
-    cost: str | None = None
     owners: tuple = ()  # (kind, id, Attribution, event name): see ``fleet_owners``
+
+
+def state_after(outcome, described, now_states, instance_id):
+    """The state a digest shows: what EC2 shows after Broom's actions (``now_states``,
+    read again for the instances Broom tried to terminate), else what it showed when
+    the policy listed it (``described``). A terminated instance is never "running"."""
+    if instance_id in now_states:
+        return now_states[instance_id]
+    if outcome.gone:
+        return "terminated"
+    return described or ""
+
+
+def ordered(rows):
+    """New violators first, then those still open: the order every form lists them."""
+    return [row for row in rows if row.new] + [row for row in rows if not row.new]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a sweep's digest counts, in every format."""
+
+    total: int
+    new: int
+    still_open: int
+    outcomes: dict  # headline -> count
+    statuses: dict  # outcome status -> count
+    found: int
+    unknown: int
+    pending: int  # not known yet: lookups used up, denied, throttled, malformed
+
+    @property
+    def outcome(self):
+        """The one outcome status of every row, or "mixed"."""
+        return next(iter(self.statuses)) if len(self.statuses) == 1 else "mixed"
+
+
+def counts(rows):
+    outcomes, statuses, creators_ = {}, {}, {}
+    for row in rows:
+        outcomes[row.outcome.headline] = outcomes.get(row.outcome.headline, 0) + 1
+        statuses[row.outcome.status] = statuses.get(row.outcome.status, 0) + 1
+        creators_[row.attribution.status] = creators_.get(row.attribution.status, 0) + 1
+    new = sum(1 for row in rows if row.new)
+    return Counts(len(rows), new, len(rows) - new, outcomes, statuses,
+                  creators_.get(lookup.FOUND, 0), creators_.get(lookup.UNKNOWN_FOR_GOOD, 0),
+                  creators_.get(lookup.PENDING, 0) + creators_.get(lookup.FAULT, 0))
+
+
+def subject(rows, region):
+    return report.ascii_subject("Broom sweep: %d instances without an allowed Code in "
+                                "%s (%d new)" % (len(rows), readable(region),
+                                                 sum(1 for row in rows if row.new)))
+
+
+def priced(rows):
+    """True when the policy reports costs (every row then has one, maybe unknown)."""
+    return any(row.finding.cost is not None for row in rows)
 
 
 def age(seconds):
@@ -323,72 +382,70 @@ def row_lines(row):
         lines.append("      %s %s last set up by %s%s" % (
             readable(kind), readable(fleet_id, 80), describe_attribution(attribution),
             " (%s)" % readable(event_name) if event_name else ""))
-    if row.cost is not None:
-        lines.append("      Estimated cost so far: %s" % readable(row.cost))
+    if row.finding.cost is not None:
+        lines.append("      Cost:         %s" % report.describe_cost(row.finding))
     return lines
 
 
-def digest(rows, region, account_id):
-    """(subject, body, attributes) of a sweep's one message: counts, then each
-    violator, new ones first, kept under SNS's size limit."""
-    new = [row for row in rows if row.new]
-    still = [row for row in rows if not row.new]
-    outcomes, creators_ = {}, {}
-    for row in rows:
-        outcomes[row.outcome.headline] = outcomes.get(row.outcome.headline, 0) + 1
-        creators_[row.attribution.status] = creators_.get(row.attribution.status, 0) + 1
-    pending = creators_.get(lookup.PENDING, 0) + creators_.get(lookup.FAULT, 0)
+def digest(rows, region, account_id, limit=None):
+    """(subject, body, attributes) of a sweep's e-mail text: counts, then each
+    violator, new ones first (``ordered``), at most ``limit`` of them and no more
+    than report.DIGEST_BUDGET bytes, the rest counted. ``formats.sweep_document`` and
+    ``formats.chatbot_sweep`` are its other forms; ``actions.fit`` picks ``limit`` so
+    that all of them fit in one SNS message."""
+    summary = counts(rows)
     head = [
         "Broom's sweep found %d EC2 instances in %s (account %s) that break the Code "
         "tag rule." % (len(rows), readable(region), readable(account_id)),
         "",
-        "New:            %d (not reported by an earlier sweep)" % len(new),
-        "Still open:     %d (reported by an earlier sweep, still there)" % len(still),
+        "New:            %d (not reported by an earlier sweep)" % summary.new,
+        "Still open:     %d (reported by an earlier sweep, still there)" % summary.still_open,
         "Outcome:        %s" % ", ".join("%s: %d" % (readable(h), n)
-                                         for h, n in sorted(outcomes.items())),
+                                         for h, n in sorted(summary.outcomes.items())),
         "Creators:       %d found, %d unknown, %d still being looked up" % (
-            creators_.get(lookup.FOUND, 0), creators_.get(lookup.UNKNOWN_FOR_GOOD, 0),
-            pending),
+            summary.found, summary.unknown, summary.pending),
     ]
-    if pending:
+    if summary.pending:
         head.append("                (the next sweep looks them up again)")
+    if priced(rows):
+        head.append("Cost:           %s" % report.describe_total(
+            row.finding.cost for row in rows))
     allowed = ", ".join(readable(code) for code in rows[0].finding.allowed) or "(none)"
     key = readable(rows[0].finding.code_key)
     tail = ["", "What to do: every EC2 instance in this account must carry a %s tag set to "
             "one of the allowed codes (%s). Tag it, or terminate it." % (key, allowed)]
     lines, size = [], len("\n".join(head + tail).encode("utf-8"))
-    listed = 0
-    for title, group in (("New", new), ("Still open", still)):
+    listed, full = 0, False
+    for title, group in (("New", [r for r in rows if r.new]),
+                         ("Still open", [r for r in rows if not r.new])):
         if not group:
             continue
+        if full or (limit is not None and listed >= limit):
+            break
         section = ["", "%s (%d):" % (title, len(group))]
         size += len("\n".join(section).encode("utf-8")) + 1
         lines += section
         for row in group:
             block = row_lines(row)
             size += len("\n".join(block).encode("utf-8")) + 1
-            if size > report.DIGEST_BUDGET:
+            if size > report.DIGEST_BUDGET or (limit is not None and listed >= limit):
+                full = True
                 break
             lines += block
             listed += 1
-        if size > report.DIGEST_BUDGET:
-            break
     if listed < len(rows):
         lines.append("  ... and %d more instances (not listed: message size limit)" % (
             len(rows) - listed))
     body = "\n".join(head + lines + tail) + "\n"
-    subject = report.ascii_subject("Broom sweep: %d instances without an allowed Code in "
-                                   "%s (%d new)" % (len(rows), readable(region), len(new)))
-    statuses = sorted({row.outcome.status for row in rows})
     attributes = {
         "broom.count": {"DataType": "Number", "StringValue": str(len(rows))},
-        "broom.new": {"DataType": "Number", "StringValue": str(len(new))},
-        "broom.creators_pending": {"DataType": "Number", "StringValue": str(pending)},
+        "broom.new": {"DataType": "Number", "StringValue": str(summary.new)},
+        "broom.creators_pending": {"DataType": "Number", "StringValue": str(summary.pending)},
     }
     attributes.update(report.string_attributes({
         "broom.kind": "sweep",
         "broom.account_id": account_id,
         "broom.region": region,
-        "broom.outcome": statuses[0] if len(statuses) == 1 else "mixed",
+        "broom.outcome": summary.outcome,
     }))
-    return subject, body, attributes
+    return subject(rows, region), body, attributes

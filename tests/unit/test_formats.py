@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto.sns.models import sns_backends
 
-from c7n_broom import actions, formats, report
+from c7n_broom import actions, formats, lookup, report, sweep
 from c7n_broom import text as text_module
 from c7n_broom.cost import Cost
 from c7n_broom.identity import Creator
@@ -325,3 +325,128 @@ def test_any_value_stays_inert_in_the_card_and_true_in_the_document(value, name,
     assert document["instances"][0]["code"]["value"] == text_module.true_value(value)
     assert document["creator"]["name"] == text_module.true_value(creator.name)
     assert message.size(True) <= formats.BUDGET
+
+
+# --- the sweep's digest (policies/ec2-tags-sweep.yml) -----------------------------------
+
+def sweep_rows(count, creator=BIG_CREATOR, price=KNOWN):
+    """``count`` violators with every field at its widest, half of them still open,
+    each with its own (long) creator and a group whose owner is long too."""
+    owner = lookup.Attribution(lookup.FOUND, creator)
+    return [sweep.Row(big_finding(n, price), report.Outcome(report.HELD, WIDE[:1024]),
+                      lookup.Attribution(lookup.FOUND, creator) if n % 3 else
+                      lookup.Attribution(lookup.FAULT, reason=WIDE[:256]),
+                      86400.0 * 3 + n, WIDE[:64], n % 2 == 0,
+                      ("Auto Scaling group", WIDE[:256]),
+                      (("Auto Scaling group", WIDE[:256], owner, "UpdateAutoScalingGroup"),))
+            for n in range(count)]
+
+
+@pytest.mark.parametrize("https_chatbot", [True, False])
+def test_the_largest_sweep_fits_in_every_format(https_chatbot):
+    """5,000 violators with long creators: one message, every format under SNS's limit;
+    the text and the document list the same instances, new ones first."""
+    message = actions.sweep_message(sweep_rows(5000), REGION, ACCOUNT, "broom-sweep")
+    assert message.size(https_chatbot) <= formats.BUDGET < formats.SNS_LIMIT
+    forms = json.loads(message.envelope(https_chatbot))
+    document = json.loads(forms["default"])
+    VALIDATOR.validate(document)
+    assert document["kind"] == "sweep" and document["count"] == 5000
+    assert document["sweep"] == {"new": 2500, "still_open": 2500,
+                                 "creators": {"found": 3333, "unknown": 0, "pending": 1667}}
+    listed = document["instances"]
+    assert 0 < len(listed) < 5000 and document["omitted"] == 5000 - len(listed)
+    assert listed[0]["instance_id"] == "i-%017x" % 0  # new ones first
+    assert listed[0]["sweep"]["creator"]["status"] == "fault"
+    assert listed[0]["sweep"]["fleet_owners"][0]["creator"]["name"] == \
+        text_module.true_value(BIG_CREATOR.name)
+    assert document["cost"]["known"] == 5000
+    email = forms["email"]
+    assert email == document["text"]
+    assert "... and %d more instances" % (5000 - len(listed)) in email
+    assert email.count("Launched by:") == len(listed)
+    assert_chatbot_card(message.chatbot)
+    assert_chat_inert(message.chatbot["content"]["description"])
+    if https_chatbot:
+        assert json.loads(forms["https"]) == message.chatbot
+    assert message.attributes["broom.count"]["StringValue"] == "5000"
+
+
+#: A creator as long as IAM lets a caller make one: role and session names of 64
+#: characters (AssumeRole's limits), an ARN naming both, every character the widest.
+LONG_CREATOR = Creator(name=WIDE[:64], identity_type="AssumedRole", role=WIDE[:64],
+                       session=WIDE[:64], arn="arn:aws:sts::%s:assumed-role/%s/%s" % (
+                           ACCOUNT, WIDE[:64], WIDE[:64]), account_id=ACCOUNT)
+
+
+@pytest.mark.parametrize("https_chatbot", [True, False])
+def test_a_sweep_of_5000_ordinary_instances_with_long_creators_fits_and_lists_many(
+        https_chatbot):
+    """Real instances (short ids and types), creators as long as IAM allows: the text
+    shrinks with the listed count, and the listed count is as large as fits."""
+    rows = [sweep.Row(report.Finding(instance_id="i-%017x" % n, region=REGION,
+                                     account_id=ACCOUNT, instance_type="m5.large",
+                                     allowed=("LOL", "GGG"), cost=KNOWN,
+                                     platform="Linux/UNIX"),
+                      report.Outcome(report.WOULD_TERMINATE),
+                      lookup.Attribution(lookup.FOUND, LONG_CREATOR), 86400.0, "running",
+                      n >= 1000) for n in range(5000)]
+    message = actions.sweep_message(rows, REGION, ACCOUNT, "broom-sweep")
+    assert message.size(https_chatbot) <= formats.BUDGET
+    document = json.loads(json.loads(message.envelope(https_chatbot))["default"])
+    VALIDATOR.validate(document)
+    listed = document["instances"]
+    assert 50 < len(listed) < 1000
+    assert all(entry["sweep"]["new"] for entry in listed)  # 4,000 new: listed first
+    assert listed[0]["sweep"]["creator"]["creator"]["name"] == text_module.true_value(
+        LONG_CREATOR.name)
+    assert message.body.count("      Launched by:") == len(listed)
+    # One more would not fit: the largest count that does was chosen.
+    subject, body, attributes = sweep.digest(rows, REGION, ACCOUNT, limit=len(listed) + 1)
+    bigger = actions.Message("x", subject, body, attributes, [], [], formats.sweep_document(
+        rows, "broom-sweep", subject, body, len(listed) + 1), message.chatbot)
+    assert bigger.size(True) > formats.BUDGET
+
+
+def test_an_ordinary_sweep_lists_every_violator_in_every_format():
+    alice = lookup.Attribution(lookup.FOUND, Creator(name="alice@example.com",
+                                                     identity_type="AssumedRole"))
+    rows = [sweep.Row(report.Finding(instance_id="i-%017x" % n, region=REGION,
+                                     account_id=ACCOUNT, instance_type="m5.large",
+                                     allowed=("LOL", "GGG"), cost=KNOWN),
+                      report.Outcome(report.WOULD_TERMINATE), alice, 3600.0 * n,
+                      "running", n % 2 == 0) for n in range(30)]
+    message = actions.sweep_message(rows, REGION, ACCOUNT, "broom-sweep")
+    document = message.document
+    VALIDATOR.validate(document)
+    assert document["omitted"] == 0 and len(document["instances"]) == 30
+    assert document["event"] is None and document["creator"]["name"] == "(per instance)"
+    assert "not listed" not in message.body
+    description = message.chatbot["content"]["description"]
+    assert "*New:* 15  *Still open:* 15" in description
+    assert "launched by `alice@example.com`" in description
+    assert "… and 10 more (see the e-mail report)" in description
+    assert message.chatbot["content"]["keywords"][2] == "sweep"
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(), name=st.text(), reason=st.text())
+def test_any_value_stays_inert_in_the_sweep_card_and_true_in_its_document(value, name,
+                                                                          reason):
+    finding = report.Finding(instance_id="i-1", region=REGION, account_id=ACCOUNT,
+                             code_value=value, reason="invalid", allowed=("LOL", value),
+                             instance_type=value)
+    rows = [sweep.Row(finding, report.Outcome(report.WOULD_TERMINATE),
+                      lookup.Attribution(lookup.FOUND, Creator(name=name)), 60.0, value),
+            sweep.Row(finding, report.Outcome(report.UNRESOLVED),
+                      lookup.Attribution(lookup.PENDING, reason=reason), None, value, False)]
+    message = actions.sweep_message(rows, REGION, ACCOUNT)
+    assert_chatbot_card(message.chatbot)
+    for text in [message.chatbot["content"]["description"]] + message.chatbot[
+            "content"]["nextSteps"]:
+        assert_chat_inert(text)
+    VALIDATOR.validate(message.document)
+    entry = message.document["instances"][1]["sweep"]
+    assert entry["state"] == (text_module.true_value(value) or None)
+    assert entry["creator"]["reason"] == (text_module.true_value(reason) or None)
+    assert message.document["outcomes"] == {"would-terminate": 1, "creator-unresolved": 1}

@@ -1,6 +1,7 @@
 """CloudTrail LookupEvents attribution (c7n_broom.lookup), on botocore's Stubber: moto
 does not implement LookupEvents. Responses follow the documented shape; the
-CloudTrailEvent strings are recorded RunInstances records re-pointed at the instance."""
+CloudTrailEvent strings are recorded RunInstances records re-pointed at the instance, and
+CreateFleet records built in the documented shape (support.create_fleet_event)."""
 import copy
 import json
 from datetime import datetime, timedelta, timezone
@@ -11,7 +12,7 @@ from botocore.stub import ANY, Stubber
 
 from c7n_broom import lookup
 
-from support import FakeClock, load_record
+from support import FakeClock, create_fleet_event, load_record
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 LAUNCHED = NOW - timedelta(days=3)
@@ -173,7 +174,7 @@ def test_no_record_is_unknown_for_good_once_cloudtrail_had_time_to_deliver(cloud
     young = search.attribute(INSTANCE, just_now)
 
     assert old.status == lookup.UNKNOWN_FOR_GOOD
-    assert "no RunInstances record" in old.reason
+    assert "no launch record" in old.reason
     assert young.status == lookup.PENDING and not young.settled
 
 
@@ -279,3 +280,73 @@ def test_fleet_sources_come_only_from_the_tags_aws_sets():
     assert lookup.fleet_sources(resource) == [
         ("Auto Scaling group", "web"), (lookup.LAUNCH_TEMPLATE, "lt-1")]
     assert lookup.fleet_sources({}) == []
+
+
+# Instant fleets: the CreateFleet record names the instances (docs/launch-paths.md) ------
+
+def fleet_record(groups, single_as_element=True, **options):
+    return create_fleet_event(groups, single_as_element=single_as_element,
+                              **options)["detail"]
+
+
+@pytest.mark.parametrize("single_as_element", [True, False])
+def test_an_instant_fleets_instance_is_attributed_to_the_create_fleet_caller(
+        cloudtrail, single_as_element):
+    """Karpenter's controller launched it: the CreateFleet record, in either of the
+    shapes CloudTrail records EC2's XML response in, names the instance."""
+    client, stubber = cloudtrail
+    launched = fleet_record([["i-0aaaaaaaaaaaaaaaa"], [INSTANCE]], single_as_element)
+    stubber.add_response("lookup_events", {"Events": [entry(launched, "CreateFleet")]},
+                         request())
+
+    found = finder(client).attribute(INSTANCE, LAUNCHED)
+
+    assert found.status == lookup.FOUND
+    assert found.creator.role == "KarpenterController-demo"
+    assert found.creator.identity_type == "AssumedRole"
+
+
+def test_a_create_fleet_naming_other_instances_is_not_trusted(cloudtrail):
+    client, stubber = cloudtrail
+    other = fleet_record([["i-0bbbbbbbbbbbbbbbb"]])
+    stubber.add_response("lookup_events", {"Events": [entry(other, "CreateFleet")]},
+                         request())
+
+    found = finder(client).attribute(INSTANCE, LAUNCHED)
+
+    assert found.status == lookup.FAULT
+    assert "1 launch record(s) Broom could not read" in found.reason
+
+
+@pytest.mark.parametrize("fleet_type", ["request", "maintain"])
+def test_a_fleet_that_launches_later_is_no_launch_by_its_caller(cloudtrail, fleet_type):
+    """Its instances come from EC2 Fleet's own RunInstances: that record decides."""
+    client, stubber = cloudtrail
+    later = fleet_record([[INSTANCE]], fleet_type=fleet_type)
+    stubber.add_response("lookup_events", {"Events": [
+        entry(later, "CreateFleet"), entry(record())]}, request())
+
+    found = finder(client).attribute(INSTANCE, LAUNCHED)
+
+    assert found.status == lookup.FOUND and found.creator.name == "c7nbot"
+
+
+def test_a_failed_create_fleet_launched_nothing(cloudtrail):
+    client, stubber = cloudtrail
+    failed = dict(fleet_record([[INSTANCE]]), errorCode="Client.UnauthorizedOperation")
+    stubber.add_response("lookup_events", {"Events": [entry(failed, "CreateFleet")]},
+                         request())
+
+    found = finder(client).attribute(INSTANCE, LAUNCHED)
+
+    assert found.status == lookup.UNKNOWN_FOR_GOOD
+    assert "no launch record" in found.reason
+
+
+def test_an_entry_whose_record_is_another_call_is_not_trusted(cloudtrail):
+    """A LookupEvents entry named CreateFleet must hold a CreateFleet record."""
+    client, stubber = cloudtrail
+    stubber.add_response("lookup_events", {"Events": [entry(record(), "CreateFleet")]},
+                         request())
+
+    assert finder(client).attribute(INSTANCE, LAUNCHED).status == lookup.FAULT

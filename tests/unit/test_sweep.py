@@ -11,6 +11,8 @@ from botocore.stub import ANY
 from c7n.exceptions import PolicyValidationError
 
 from c7n_broom import decisions, lookup, report, sweep
+from c7n_broom.cost import Cost
+from c7n_broom.cost import unknown as cost_unknown
 from c7n_broom.identity import Creator
 
 from support import (
@@ -53,7 +55,9 @@ def pre_existing(aged, count=1, age=DAYS, **tags):
 
 
 def digest(inbox):
-    [message] = inbox.messages()
+    """The run's one report as an e-mail subscriber reads it (``Message``: the text),
+    with the JSON document SQS subscribers get (``Document``)."""
+    [message] = inbox.emails()
     return message
 
 
@@ -107,7 +111,14 @@ def test_an_enforcing_account_has_exactly_the_violators_terminated(
 
     assert states(violators.values()) == dict(
         {i: "terminated" for i in broken(violators)}, **{violators["compliant"]: "running"})
-    assert "Outcome:        terminated: 3" in digest(inbox)["Message"]
+    received = digest(inbox)
+    body = received["Message"]
+    assert "Outcome:        terminated: 3" in body
+    # Each row shows the state after Broom's actions, in every form.
+    rows = [line for line in body.splitlines() if line.startswith("  i-")]
+    assert len(rows) == 3
+    assert all("  terminated  " in line and "running" not in line for line in rows), rows
+    assert {i["sweep"]["state"] for i in received["Document"]["instances"]} == {"terminated"}
 
 
 def test_young_instances_are_left_to_the_event_path(aged, trail, inbox, state_table):
@@ -393,27 +404,59 @@ def test_exemptions_without_an_event_need_lookup_creators_first():
 
 def row(instance_id="i-1", cost=None, new=True, status=lookup.FOUND):
     finding = report.Finding(instance_id=instance_id, region=REGION, account_id=ACCOUNT,
-                             instance_type="t3.micro", allowed=("LOL",))
+                             instance_type="t3.micro", allowed=("LOL",), cost=cost)
     return sweep.Row(finding, report.Outcome(report.WOULD_TERMINATE),
                      lookup.Attribution(status, Creator(name="<@U1> alice")), 90000.0,
-                     "running", new, None, cost)
+                     "running", new, None)
 
 
-def test_a_cost_shows_only_when_set_and_creator_names_stay_inert():
+def test_a_cost_shows_only_when_set_and_the_digest_sums_it():
+    three_days = Cost(known=True, hourly=0.0104, hours=72, so_far=0.7488, per_month=7.592)
     _, without, _ = sweep.digest([row()], REGION, ACCOUNT)
-    _, priced, _ = sweep.digest([row(cost="$12.30")], REGION, ACCOUNT)
+    _, priced, _ = sweep.digest([row("i-1", three_days), row("i-2", three_days),
+                                 row("i-3", cost_unknown("no permission for "
+                                                         "pricing:GetProducts"))],
+                                REGION, ACCOUNT)
 
     assert "cost" not in without.lower()
-    assert "Estimated cost so far: $12.30" in priced
-    assert "<@U1>" not in without and "&lt;＠U1&gt; alice" in without
+    assert ("Cost:         $0.0104 an hour on demand (t3.micro, Linux/UNIX, us-east-1); "
+            "ran 3.0 days: $0.7488 so far; $7.59 a month had it kept running") in priced
+    assert "Cost:         cost unknown (no permission for pricing:GetProducts)" in priced
+    assert ("Cost:           $1.50 so far, $15.18 a month had they kept running "
+            "(on-demand prices); cost unknown for 1 of 3") in priced
 
 
-def test_a_huge_sweep_stays_under_the_sns_limit_and_counts_what_is_not_listed():
+def test_creator_names_stay_inert_in_the_text():
+    _, body, _ = sweep.digest([row()], REGION, ACCOUNT)
+    assert "<@U1>" not in body and "&lt;＠U1&gt; alice" in body
+
+
+def test_the_text_lists_at_most_the_limit_new_ones_first_and_counts_the_rest():
+    rows = [row("i-%017d" % n, new=n % 2 == 0) for n in range(10)]
+    _, body, _ = sweep.digest(rows, REGION, ACCOUNT, limit=6)
+    listed = [line.split()[0] for line in body.splitlines() if line.startswith("  i-")]
+    assert listed == ["i-%017d" % n for n in (0, 2, 4, 6, 8, 1)]
+    assert "  ... and 4 more instances (not listed: message size limit)" in body
+    _, none_listed, _ = sweep.digest(rows, REGION, ACCOUNT, limit=0)
+    assert "New (" not in none_listed and "... and 10 more instances" in none_listed
+
+
+def test_a_huge_sweep_text_stays_under_the_sns_limit_and_counts_what_is_not_listed():
     rows = [row("i-%017d" % n, new=n % 2 == 0) for n in range(5000)]
     subject, body, attributes = sweep.digest(rows, REGION, ACCOUNT)
     assert len(body.encode("utf-8")) < report.DIGEST_BUDGET + 4096
     assert "more instances (not listed: message size limit)" in body
     assert attributes["broom.count"]["StringValue"] == "5000"
+
+
+@pytest.mark.parametrize("outcome, described, now, shown", [
+    (report.TERMINATED, "running", {"i-1": "shutting-down"}, "shutting-down"),
+    (report.TERMINATED, "running", {}, "terminated"),  # EC2 no longer lists it
+    (report.FAILED, "running", {"i-1": "running"}, "running"),
+    (report.WOULD_TERMINATE, "stopped", {}, "stopped"),
+])
+def test_a_row_shows_the_state_after_brooms_actions(outcome, described, now, shown):
+    assert sweep.state_after(report.Outcome(outcome), described, now, "i-1") == shown
 
 
 def test_sweep_and_event_paths_decide_through_the_same_function():
