@@ -115,12 +115,17 @@ def as_datetime(value):
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+#: States in which an instance no longer runs (EC2 bills no instance-hours for them).
+NOT_RUNNING = ("shutting-down", "terminated", "stopping", "stopped")
+
+
 def ended(resource, now):
     """When the instance stopped costing: the time EC2 gives in ``StateTransitionReason``
-    for a terminated (or terminating) instance, else ``now``."""
+    for a terminated or stopped (or terminating, stopping) instance, else ``now``. A
+    stopped instance's ``LaunchTime`` is its last start: it ran from then to its stop."""
     state = (resource.get("State") or {}).get("Name")
     found = _TRANSITION_TIME.search(str(resource.get("StateTransitionReason") or ""))
-    if state in ("shutting-down", "terminated") and found:
+    if state in NOT_RUNNING and found:
         return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=timezone.utc)
     return now

@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from c7n_broom import cost, report
 from c7n_broom.identity import UNKNOWN
 
-from support import launch, load_policy, policy_with, run_instances_event
+from support import launch, load_policy, policy_file, policy_with, run_instances_event
 
 LAUNCHED = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
 T3_MICRO = 0.0104
@@ -97,6 +97,14 @@ def test_a_terminated_instance_is_costed_up_to_its_termination():
     now = LAUNCHED + timedelta(days=2)
     assert cost.ended(gone, now) == LAUNCHED + timedelta(hours=1)
     assert cost.ended(instance(), now) == now
+
+
+def test_a_stopped_instance_is_costed_up_to_its_stop():
+    """The sweep reports stopped instances: they cost nothing while stopped."""
+    stopped = instance(State={"Name": "stopped"},
+                       StateTransitionReason="User initiated (2026-01-01 11:30:00 GMT)")
+    now = LAUNCHED + timedelta(days=20)
+    assert cost.ended(stopped, now) == LAUNCHED + timedelta(hours=2, minutes=30)
 
 
 def test_the_platform_picks_the_price_list_product():
@@ -258,3 +266,76 @@ def test_a_failure_logs_one_short_line_not_the_answer(pricing, caplog):
     cost.PriceBook(None).cost_of(instance(), LAUNCHED)
     [record] = [r for r in caplog.records if r.name == "custodian.broom.cost"]
     assert record.getMessage() == "cost unknown: pricing:GetProducts failed with 500 (HTTP 500)"
+
+
+# --- in the sweep's digest (policies/ec2-tags-sweep.yml, pull mode) ---------------------
+
+def sweep_policy(**options):
+    """The shipped sweep in pull mode, its creator-report given ``options``."""
+    [data] = policy_file("ec2-tags-sweep.yml")["policies"]
+    del data["mode"]
+    for action in data["actions"]:
+        if action["type"] == "creator-report":
+            action.update(options)
+    return load_policy(data)
+
+
+def three_days_old(aged, count):
+    ids = launch(count=count)
+    for instance_id in ids:
+        aged.ages[instance_id] = timedelta(days=3)
+    return ids
+
+
+def test_the_sweep_prices_each_violator_and_sums_them(aged, trail, inbox, state_table,
+                                                      pricing):
+    expect(pricing, products(price_item()))  # once: the price is cached for the run
+    ids = three_days_old(aged, 2)
+    trail.launched(ids)
+
+    sweep_policy().run()
+
+    [received] = inbox.emails()
+    body = received["Message"]
+    assert body.count("      Cost:         $0.0104 an hour on demand (t3.micro, "
+                      "Linux/UNIX, us-east-1); ran 3.0 days: $0.7488 so far; $7.59 a month "
+                      "had it kept running") == 2
+    assert ("Cost:           $1.50 so far, $15.18 a month had they kept running "
+            "(on-demand prices)") in body
+    document = received["Document"]
+    assert document["kind"] == "sweep"
+    assert document["cost"]["known"] == 2 and document["cost"]["unknown"] == 0
+    assert document["cost"]["so_far"] == pytest.approx(2 * 72 * T3_MICRO, rel=1e-3)
+    assert all(i["cost"]["hourly"] == T3_MICRO for i in document["instances"])
+
+
+def test_without_the_permission_the_sweep_says_cost_unknown(aged, trail, inbox, state_table,
+                                                            pricing):
+    pricing.add_client_error("get_products", service_error_code="AccessDeniedException")
+    ids = three_days_old(aged, 2)
+    trail.launched(ids)
+
+    sweep_policy().run()
+
+    [received] = inbox.emails()
+    body = received["Message"]
+    assert body.count("Cost:         cost unknown (no permission for "
+                      "pricing:GetProducts)") == 2
+    assert "Cost:           cost unknown\n" in body
+    assert "Outcome:        would terminate: 2" in body  # nothing else changes
+    assert received["Document"]["cost"] == {"currency": "USD", "so_far": 0, "per_month": 0,
+                                            "known": 0, "unknown": 2}
+
+
+def test_cost_off_leaves_the_sweep_without_cost_or_its_permission(aged, trail, inbox,
+                                                                   state_table, pricing):
+    policy = sweep_policy(cost=False)
+    assert "pricing:GetProducts" not in policy.get_permissions()
+    assert "pricing:GetProducts" in sweep_policy().get_permissions()
+    ids = three_days_old(aged, 1)
+    trail.launched(ids)
+
+    policy.run()  # the Stubber refuses any GetProducts call
+
+    [received] = inbox.emails()
+    assert "Cost:" not in received["Message"] and received["Document"]["cost"] is None

@@ -5,10 +5,12 @@ import json
 from datetime import timedelta
 
 import boto3
+import jsonschema
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
 from c7n.exceptions import PolicyValidationError
+from moto.sns.models import sns_backends
 
 from c7n_broom import decisions, lookup, report, sweep
 from c7n_broom.cost import Cost
@@ -18,6 +20,7 @@ from c7n_broom.identity import Creator
 from support import (
     ACCOUNT,
     REGION,
+    REPO,
     Inbox,
     in_lookup_order,
     launch,
@@ -31,6 +34,8 @@ from support import (
 POLICY = "ec2-tags-sweep.yml"
 DAYS = timedelta(days=3)
 ENFORCE = {"broom_enforcement": "enforce"}
+SCHEMA = jsonschema.Draft202012Validator(json.loads(
+    (REPO / "schemas" / "broom.report-1.json").read_text()))
 
 
 def sweep_policy(variables=None, mode=None, **terminate_options):
@@ -101,6 +106,39 @@ def test_a_sweep_reports_every_violator_in_one_digest_and_terminates_none_by_def
     assert attributes["broom.count"]["Value"] == "3"
     assert attributes["broom.outcome"]["Value"] == "would-terminate"
     assert trail.pending() == 0
+
+
+def test_one_publish_carries_the_sweep_in_every_format(violators, trail, inbox,
+                                                      state_table):
+    """E-mail gets the text, SQS the JSON document (valid against the shipped schema),
+    and, as the shipped policy says https-format: chatbot, HTTPS gets Chatbot's card."""
+    trail.launched(broken(violators))
+
+    sweep_policy().run()
+
+    [envelope] = [message for _, message, *_ in sns_backends[ACCOUNT][REGION].topics[
+        inbox.topic_arn].sent_notifications]
+    forms = json.loads(envelope)
+    assert set(forms) == {"default", "email", "https"}
+    document = json.loads(forms["default"])
+    SCHEMA.validate(document)
+    assert document["kind"] == "sweep" and document["event"] is None
+    assert document["sweep"] == {"new": 3, "still_open": 0,
+                                 "creators": {"found": 3, "unknown": 0, "pending": 0}}
+    listed = {i["instance_id"]: i for i in document["instances"]}
+    assert set(listed) == set(broken(violators))
+    for entry in listed.values():
+        assert entry["sweep"]["new"] is True and entry["sweep"]["state"] == "running"
+        assert entry["sweep"]["creator"]["status"] == "found"
+        assert entry["sweep"]["creator"]["creator"]["name"] == "c7nbot"
+        assert entry["sweep"]["age_seconds"] >= 3 * 86400
+        assert entry["outcome"]["status"] == "would-terminate"
+    assert forms["email"] == document["text"]
+    assert "Broom's sweep found 3 EC2 instances" in forms["email"]
+    card = json.loads(forms["https"])
+    assert card["source"] == "custom" and "*New:* 3  *Still open:* 0" in card[
+        "content"]["description"]
+    assert sorted(card["metadata"]["relatedResources"]) == sorted(broken(violators))
 
 
 def test_an_enforcing_account_has_exactly_the_violators_terminated(
