@@ -11,6 +11,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 
+import jsonschema
 import pytest
 import yaml
 
@@ -28,12 +29,14 @@ from e2e_support import (
     stock,
     write_policy,
 )
-from support import ACCOUNT, POLICIES, REGION, states
+from support import ACCOUNT, POLICIES, REGION, REPO, states
 
 POLICY_FILE = POLICIES / "ec2-tags-sweep.yml"
 POLICY = policy_data(POLICY_FILE.name)
 FUNCTION = function_name(POLICY)
 REGIONS = (REGION, OTHER_REGION)
+SCHEMA = jsonschema.Draft202012Validator(json.loads(
+    (REPO / "schemas" / "broom.report-1.json").read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +108,19 @@ def test_the_deployed_sweep_reports_pre_existing_violators_and_terminates_none(
 
     assert result.ok, result.logs[-4000:]
     assert set(states(instances.values(), ec2).values()) == {"running"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     body = message["Message"]
     assert instances["missing"] in body and instances["invalid"] in body
     assert instances["valid"] not in body
     assert "Outcome:        left alone until its creator is known: 2" in body
     assert "Launched by:  not known yet (CloudTrail lookups failed" in body
+    # moto serves no Price List API: the shipped policy's cost line says so.
+    assert "Cost:           cost unknown" in body
+    document = message["Document"]  # what SQS subscribers got
+    SCHEMA.validate(document)
+    assert document["kind"] == "sweep" and document["count"] == 2
+    assert document["sweep"]["creators"] == {"found": 0, "unknown": 0, "pending": 2}
+    assert {i["sweep"]["creator"]["status"] for i in document["instances"]} == {"fault"}
     ec2.terminate_instances(InstanceIds=list(instances.values()))
 
 
@@ -128,8 +138,12 @@ def test_an_enforcing_sweep_without_exemptions_terminates_exactly_the_violators(
     assert states(instances.values(), ec2) == {
         instances["valid"]: "running", instances["missing"]: "terminated",
         instances["invalid"]: "terminated"}
-    [message] = inbox.messages()
+    [message] = inbox.emails()
     assert "Outcome:        terminated: 2" in message["Message"]
+    rows = [line for line in message["Message"].splitlines() if line.startswith("  i-")]
+    assert len(rows) == 2 and all("running" not in line for line in rows), rows
+    assert {i["sweep"]["state"] for i in message["Document"]["instances"]} <= {
+        "shutting-down", "terminated"}
     ec2.terminate_instances(InstanceIds=[instances["valid"]])
 
 
