@@ -166,8 +166,10 @@ class CreatorReport(EventAction):
     repeats included.
 
     After ``lookup-creators`` (a sweep: periodic or pull mode), the run is reported
-    in one digest: counts, then each violator with who launched it, its age, type
-    and state, new ones apart from those an earlier sweep reported (still open).
+    in one digest, in the same formats (the JSON document's ``kind`` is "sweep"):
+    counts, then each violator with who launched it, its age, type, state after
+    Broom's actions and, with ``cost``, what it cost, new ones apart from those an
+    earlier sweep reported (still open).
 
     :example:
 

@@ -6,8 +6,10 @@ region not deployed yet, events lost). Without an event, who launched each insta
 comes from CloudTrail (``c7n_broom.lookup``), through the ``lookup-creators`` action,
 which annotates each instance with its :class:`~c7n_broom.lookup.Attribution`;
 ``safe-terminate`` then decides with each instance's own creator (``creators``), and
-``creator-report`` sends one digest for the run (``digest``) instead of a message per
-instance, telling the violators first reported now from those still open.
+``creator-report`` sends one digest for the run instead of a message per instance,
+telling the violators first reported now from those still open: its e-mail text is
+``digest``, its JSON document and Chatbot card ``formats.sweep_document`` and
+``formats.chatbot_sweep``, all in one publish (``actions.sweep_message``).
 
 What a sweep remembers lives in Broom's state table (``c7n_broom.state``), one
 ``sweep#`` item per policy and instance: the creator once settled (it never changes),
