@@ -28,7 +28,6 @@ import argparse
 import collections
 import json
 import logging
-import os
 import resource
 import sys
 import tempfile
@@ -40,8 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # measure the working tree
 sys.path.insert(0, str(REPO / "tests"))  # support: moto stand-ins shared with the tests
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+from scale import REGION, fake_aws_environment, load_policy  # noqa: E402
+
 IMAGE = "ami-12345678"
 AGE = timedelta(days=3)
 BATCH = 500
@@ -93,28 +92,6 @@ def shift(instance):
     for device in instance.get("BlockDeviceMappings", []):
         if "AttachTime" in device.get("Ebs", {}):
             device["Ebs"]["AttachTime"] -= AGE
-
-
-def fake_aws_environment(workdir):
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION, AWS_CONFIG_FILE=str(Path(workdir) / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(Path(workdir) / "none"),
-        MOTO_EC2_LOAD_DEFAULT_AMIS="false")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
-
-
-def load_policy(data, output_dir):
-    from c7n.config import Config
-    from c7n.credentials import SessionFactory
-    from c7n.policy import Policy
-    config = Config.empty(region=REGION, account_id=ACCOUNT, output_dir=output_dir,
-                          cache="", cache_period=0)
-    policy = Policy(data, config, session_factory=SessionFactory(REGION))
-    policy.expand_variables(policy.get_variables({}))
-    policy.validate()
-    return policy
 
 
 def launch(total, violators):

@@ -196,15 +196,7 @@ def _card(title, lines, next_steps, keywords, summary, resources, context):
 
 
 def _reason(finding):
-    key = markdown(finding.code_key)
-    if finding.reason == codes.MISSING:
-        return "the instance has no %s tag" % key
-    if finding.reason == codes.EMPTY:
-        return "the %s tag is empty" % key
-    text = "%s=%s is not an allowed code" % (key, markdown(finding.code_value))
-    if finding.suggestion:
-        text += ": did you mean %s? (codes are case-sensitive)" % markdown(finding.suggestion)
-    return text
+    return report.describe_reason(finding, markdown, markdown)
 
 
 def _outcome(outcome):

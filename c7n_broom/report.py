@@ -137,15 +137,18 @@ def describe_value(finding):
     return quote(finding.code_value)
 
 
-def describe_reason(finding):
-    key = readable(finding.code_key)
+def describe_reason(finding, name=readable, value=quote):
+    """Why the instance breaks the rule, its tag key shown with ``name`` and the
+    values with ``value`` (the e-mail text's by default; Chatbot's card passes its
+    markdown)."""
+    key = name(finding.code_key)
     if finding.reason == codes.MISSING:
         return "the instance has no %s tag" % key
     if finding.reason == codes.EMPTY:
         return "the %s tag is empty" % key
-    text = "%s=%s is not an allowed code" % (key, quote(finding.code_value))
+    text = "%s=%s is not an allowed code" % (key, value(finding.code_value))
     if finding.suggestion:
-        text += ": did you mean %s? (codes are case-sensitive)" % readable(finding.suggestion)
+        text += ": did you mean %s? (codes are case-sensitive)" % name(finding.suggestion)
     return text
 
 
