@@ -70,10 +70,10 @@ def run(port, region, policy):
         click.echo("-" * 72)
     click.echo("")
     schemas = sorted({r["document"]["schema"] for r in result.reports if r.get("document")})
-    click.echo("The same publish gives SQS, Lambda and HTTP(S) subscribers of broom-reports "
-               "each report as a JSON document (%s, schemas/broom.report-1.json) and AWS "
-               "Chatbot a Slack/Teams card: docs/reports.md." % (
-                   ", ".join(schemas) or "broom.report/1"))
+    click.echo("The same publish gives SQS and Lambda subscribers of broom-reports each "
+               "report as a JSON document (%s, schemas/broom.report-1.json) and, with the "
+               "shipped https-format: chatbot, HTTPS subscribers (AWS Chatbot) a Slack/Teams "
+               "card: docs/reports.md." % (", ".join(schemas) or "broom.report/1"))
     click.echo("")
     return result
 

@@ -32,8 +32,8 @@ def test_demo_terminates_the_two_violators_and_prints_their_reports():
     # moto serves no Price List API: the cost is unknown, the report otherwise whole.
     assert out.count("Cost:           cost unknown (Price List API unreachable") == 2
     assert "Traceback" not in result.stderr
-    assert ("The same publish gives SQS, Lambda and HTTP(S) subscribers of broom-reports "
-            "each report as a JSON document (broom.report/1, schemas/broom.report-1.json)"
+    assert ("The same publish gives SQS and Lambda subscribers of broom-reports each "
+            "report as a JSON document (broom.report/1, schemas/broom.report-1.json)"
             in out)
 
 
