@@ -58,7 +58,9 @@ DATA_MESSAGE = "maidmsg/1.0"
 REPORTED = "c7n:broom-report"
 #: An SQS message is at most 256 KB; leave room for attributes.
 MESSAGE_BUDGET = 200 * 1024
-SSO_PATH = ":role/aws-reserved/sso.amazonaws.com/"
+#: The path IAM Identity Center creates its roles under (the start of the role's path:
+#: IAM paths may hold ":" and "/", so a path that merely contains it proves nothing).
+SSO_PATH = "role/aws-reserved/sso.amazonaws.com/"
 _SSO_ROLE = re.compile(r"AWSReservedSSO_.+_[0-9a-f]{16}", re.ASCII)
 # A plain address c7n-mailer and mail servers take as it is: ASCII, no spaces, quotes,
 # commas or colons (c7n-mailer splits its targets on ":"), one "@", a dotted domain.
@@ -90,6 +92,14 @@ def _table_key_matches(key, principal_arn):
     return resource.startswith(kind + "/") and resource.rpartition("/")[2] == name
 
 
+def is_sso_role(principal_arn):
+    """True for the ARN of a role IAM Identity Center created: an IAM role ARN whose
+    path starts with SSO_PATH."""
+    parts = principal_arn.split(":", 5)
+    return (len(parts) == 6 and parts[0] == "arn" and parts[2] == "iam"
+            and parts[5].startswith(SSO_PATH))
+
+
 def creator_address(creator, table, identity_center=True, domains=()):
     """The address to notify for an identity.Creator, or "" (with nobody to trust).
 
@@ -101,7 +111,7 @@ def creator_address(creator, table, identity_center=True, domains=()):
             if _table_key_matches(key, principal):
                 address = table[key]
                 return address if is_address(address) and in_domains(address, domains) else ""
-    if (identity_center and creator.identity_type == "AssumedRole" and SSO_PATH in principal
+    if (identity_center and creator.identity_type == "AssumedRole" and is_sso_role(principal)
             and _SSO_ROLE.fullmatch(creator.role) and is_address(creator.session)
             and in_domains(creator.session, domains)):
         return creator.session

@@ -58,6 +58,17 @@ def test_an_sso_lookalike_role_outside_the_reserved_path_is_not_trusted():
     assert mailer.creator_address(resolve_creator(lookalike), {}) == ""
 
 
+
+def test_a_role_path_that_spells_the_reserved_path_is_not_trusted():
+    """IAM paths may hold ':' and '/', so a role anyone with iam:CreateRole makes at
+    path "/x:role/aws-reserved/sso.amazonaws.com/" has an ARN that contains the
+    reserved path: only a role whose path starts with it is Identity Center's."""
+    lookalike = with_session(SSO, "victim@example.com")
+    issuer = lookalike["sessionContext"]["sessionIssuer"]
+    issuer["arn"] = "arn:aws:iam::%s:role/x:role/aws-reserved/sso.amazonaws.com/%s" % (
+        ACCOUNT, issuer["userName"])
+    assert mailer.creator_address(resolve_creator(lookalike), {}) == ""
+
 def test_the_creators_table_maps_principals_not_session_names():
     table = {"role/Developer": "dev-team@example.com",
              "arn:aws:iam::%s:user/bob" % ACCOUNT: "bob@example.com",
