@@ -42,7 +42,16 @@ ACTIONS = {TERMINATE: "terminate", REPORT_ONLY: "report only", EXEMPT: "exempt",
 
 SCP_CACHE = 10_000
 #: Principals SCPs never apply to: service-linked roles (path aws-service-role/).
-SERVICE_LINKED = ":role/aws-service-role/"
+SERVICE_LINKED = "role/aws-service-role/"
+
+
+def service_linked(principal_arn):
+    """True for the ARN of a service-linked role: an IAM role whose path starts with
+    /aws-service-role/ (a path that only contains it, e.g. "/x:role/aws-service-role/",
+    is an ordinary role's)."""
+    parts = principal_arn.split(":", 5)
+    return (len(parts) == 6 and parts[0] == "arn" and parts[2] == "iam"
+            and parts[5].startswith(SERVICE_LINKED))
 
 
 class WhatifError(ValueError):
@@ -197,7 +206,7 @@ class Judge:
     # --- the SCP ---------------------------------------------------------------------
 
     def scp_answer(self, record, creator, region, account, first_item):
-        if creator.identity_type == "AWSService" or SERVICE_LINKED in creator.principal_arn:
+        if creator.identity_type == "AWSService" or service_linked(creator.principal_arn):
             return {"scp": "allow", "scp_note": "SCPs do not apply to AWS services and "
                                                 "service-linked roles"}
         principal = (creator.principal_arn, principals.principal_account(creator) or account)

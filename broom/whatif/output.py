@@ -84,7 +84,7 @@ def suggested_exemptions(blocked, limit=TOP):
     for principal, count in blocked.most_common():
         if len(found) == limit:
             break
-        if evaluate.SERVICE_LINKED in principal:
+        if evaluate.service_linked(principal):
             continue  # an AWS service for a fleet: fix the fleet (reports say how)
         try:
             principals.parse(principal)

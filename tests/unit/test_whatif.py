@@ -582,3 +582,16 @@ def test_a_policy_without_create_fleet_judges_only_what_ec2_fleet_records_as_run
     [launch] = document["launches"]
     assert launch["event_id"] != fleet["eventID"] and "also_recorded_by" not in launch
     assert verdicts(document) == {seen: ("violation", "terminate", "deny")}
+
+
+@pytest.mark.parametrize("arn, linked", [
+    ("arn:aws:iam::111111111111:role/aws-service-role/autoscaling.amazonaws.com/"
+     "AWSServiceRoleForAutoScaling", True),
+    # IAM paths may hold ':' and '/': this path only spells the service-role path.
+    ("arn:aws:iam::111111111111:role/x:role/aws-service-role/AWSServiceRoleForAutoScaling",
+     False),
+    ("arn:aws:iam::111111111111:role/AWSServiceRoleForAutoScaling", False),
+    ("", False),
+])
+def test_only_roles_under_the_service_role_path_count_as_service_linked(arn, linked):
+    assert evaluate.service_linked(arn) is linked
