@@ -23,7 +23,8 @@ What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
   "AWS API Call via CloudTrail" events without one);
 - each policy's function exists with the handler, runtime and role the policy names,
   and its EventBridge rule is enabled, matches ``source: aws.ec2`` and the policy's
-  events, and targets the function;
+  events (for a periodic policy such as the sweep: runs on the policy's schedule),
+  and targets the function;
 - the dead-letter queue exists and is empty.
 """
 import json
@@ -263,22 +264,58 @@ def check_function(session, policy):
               if config.get(key) != value]
     checks = [Check(FAIL, subject, "%s: deploy again" % "; ".join(differ)) if differ
               else Check(OK, subject, "handler, runtime and role match the policy")]
-    expected = json.loads(
-        CloudWatchEventSource(policy.data["mode"], None).render_event_pattern())
+    mode = policy.data["mode"]
+    if mode.get("type") == "periodic":
+        checks.append(check_schedule(session, wanted.name, config["FunctionArn"],
+                                     mode.get("schedule")))
+        return checks
+    expected = json.loads(CloudWatchEventSource(mode, None).render_event_pattern())
     checks.append(check_rule(session, wanted.name, config["FunctionArn"], expected))
     return checks
 
 
-def check_rule(session, name, function_arn, expected):
+def read_rule(session, name, missing):
+    """(rule, its targets), or a Check saying why they cannot be read (``missing``:
+    what a missing rule means)."""
     subject = "rule %s" % name
     client = session.client("events")
     try:
-        rule = client.describe_rule(Name=name)
-        targets = client.list_targets_by_rule(Rule=name)["Targets"]
+        return client.describe_rule(Name=name), client.list_targets_by_rule(
+            Rule=name)["Targets"]
     except ClientError as e:
         if error_code(e) == "ResourceNotFoundException":
-            return Check(FAIL, subject, "missing: the function gets no events; deploy again")
+            return Check(FAIL, subject, "missing: %s; deploy again" % missing)
         return Check(WARN, subject, "cannot read it: %s" % error_code(e))
+
+
+def rule_check(name, problems, fine):
+    if problems:
+        return Check(FAIL, "rule %s" % name, "%s: deploy again" % "; ".join(problems))
+    return Check(OK, "rule %s" % name, fine)
+
+
+def check_schedule(session, name, function_arn, schedule):
+    """A periodic policy's rule: enabled, on the policy's schedule, targeting it."""
+    found = read_rule(session, name, "the function never runs")
+    if isinstance(found, Check):
+        return found
+    rule, targets = found
+    problems = []
+    if rule.get("State") != "ENABLED":
+        problems.append("it is %s" % rule.get("State"))
+    if rule.get("ScheduleExpression") != schedule:
+        problems.append("it runs on %s, the policy says %s" % (
+            rule.get("ScheduleExpression") or "no schedule", schedule))
+    if not any(t.get("Arn") == function_arn for t in targets):
+        problems.append("it does not target the function")
+    return rule_check(name, problems, "enabled, runs on %s, targets the function" % schedule)
+
+
+def check_rule(session, name, function_arn, expected):
+    found = read_rule(session, name, "the function gets no events")
+    if isinstance(found, Check):
+        return found
+    rule, targets = found
     pattern = json.loads(rule.get("EventPattern") or "{}")
     problems = []
     if rule.get("State") != "ENABLED":
@@ -292,9 +329,8 @@ def check_rule(session, name, function_arn, expected):
             problems.append("its pattern lacks %s %s" % (key, ", ".join(sorted(missing))))
     if not any(t.get("Arn") == function_arn for t in targets):
         problems.append("it does not target the function")
-    if problems:
-        return Check(FAIL, subject, "%s: deploy again" % "; ".join(problems))
-    return Check(OK, subject, "enabled, matches the policy's events, targets the function")
+    return rule_check(name, problems,
+                      "enabled, matches the policy's events, targets the function")
 
 
 def check_queue(session, arn):

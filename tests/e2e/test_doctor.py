@@ -128,3 +128,21 @@ def test_missing_credentials_is_one_line(local_aws, monkeypatch, tmp_path):
     assert result.stderr.startswith("broom doctor failed: cannot use the current AWS "
                                     "credentials in %s: Unable to locate credentials" % REGION)
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_sweeps_schedule_is_checked(deployed, monkeypatch, tmp_path):
+    """The periodic sweep has a schedule, not an event pattern: doctor checks the rule
+    runs on the policy's schedule (hourly when broom_sweep_schedule is unset)."""
+    aws = deployed
+    sweep_file = POLICIES / "ec2-tags-sweep.yml"
+    sweep = function_name(policy_data(sweep_file.name))
+    custodian_run(sweep_file, tmp_path, [REGION], aws.env())
+    code, lines, _ = doctor(aws, monkeypatch, "--region", REGION, "--policy", str(sweep_file))
+    assert code == 0, "\n".join(lines)
+    assert "ok   rule %s: enabled, runs on rate(1 hour), targets the function" % sweep in lines
+
+    aws.client("events").put_rule(Name=sweep, ScheduleExpression="rate(7 days)")
+    code, lines, _ = doctor(aws, monkeypatch, "--region", REGION, "--policy", str(sweep_file))
+    assert code == 1
+    assert ("FAIL rule %s: it runs on rate(7 days), the policy says rate(1 hour): deploy "
+            "again" % sweep) in lines
