@@ -184,6 +184,20 @@ def test_the_cap_counts_per_principal_over_the_period(tmp_path):
     assert actions == [{"terminate"}, {"terminate"}, {"held-by-cap"}, {"terminate"}]
 
 
+
+def test_the_cap_counts_the_previous_window_too_as_the_state_table_does(tmp_path):
+    """Broom's state table counts a principal's terminations in the current and the
+    previous cap-period window: 12 just before 10:00 and 12 just after are 24 (over
+    the cap of 20), while 12 more two windows later start afresh."""
+    batches = [[instance_id() for _ in range(12)] for _ in range(3)]
+    offsets = (3600 - 60, 3600 + 60, 3 * 3600 + 60)  # trail.START is 09:00
+    log_file(tmp_path, [run_instances(batch, offset, tags={"Code": "NOPE"})
+                        for batch, offset in zip(batches, offsets, strict=True)])
+    _, document, _ = whatif(tmp_path)
+
+    actions = [{i["action"] for i in launch["instances"]} for launch in document["launches"]]
+    assert actions == [{"terminate"}, {"held-by-cap"}, {"terminate"}]
+
 def test_report_only_enforcement_from_a_var(tmp_path, ids):
     log_file(tmp_path, [run_instances([ids[0]], 0)])
     _, document, _ = whatif(tmp_path, "--var", "broom_enforcement=report-only")
