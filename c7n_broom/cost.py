@@ -32,6 +32,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from c7n.utils import local_session
 
+from c7n_broom import events
+
 log = logging.getLogger("custodian.broom.cost")
 
 HOURS_PER_MONTH = 730
@@ -101,18 +103,6 @@ def total(costs):
     known = [c for c in costs if c.known]
     return (sum(c.so_far for c in known), sum(c.per_month for c in known),
             len(known), len(costs) - len(known))
-
-
-def as_datetime(value):
-    """An aware datetime from EC2's LaunchTime (datetime or ISO 8601 text), else None."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 #: States in which an instance no longer runs (EC2 bills no instance-hours for them).
@@ -194,7 +184,7 @@ class PriceBook:
 
     def cost_of(self, resource, now):
         """The Cost of ``resource`` (an EC2 instance) from launch to termination or ``now``."""
-        launched = as_datetime(resource.get("LaunchTime"))
+        launched = events.parse_time(resource.get("LaunchTime"))
         if launched is None:
             return unknown("launch time not known")
         platform = resource.get("PlatformDetails") or (

@@ -138,13 +138,21 @@ def change_record(lookup_events, names):
     for entry in lookup_events:
         if not isinstance(entry, dict) or entry.get("EventName") not in names:
             continue
-        try:
-            record = json.loads(entry.get("CloudTrailEvent") or "")
-        except (TypeError, ValueError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("userIdentity"), dict) and (
-                not record.get("errorCode")):
+        record = entry_record(entry)
+        if record is not None and not record.get("errorCode"):
             return record
+    return None
+
+
+def entry_record(entry):
+    """The CloudTrail record a LookupEvents entry carries (its ``CloudTrailEvent``
+    JSON), or None when it is not one with a ``userIdentity``."""
+    try:
+        record = json.loads(entry.get("CloudTrailEvent") or "")
+    except (TypeError, ValueError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("userIdentity"), dict):
+        return record
     return None
 
 
@@ -160,12 +168,8 @@ def launch_record(instance_id, lookup_events):
     for entry in lookup_events:
         if not isinstance(entry, dict) or entry.get("EventName") not in events.LAUNCH_CALLS:
             continue
-        try:
-            record = json.loads(entry.get("CloudTrailEvent") or "")
-        except (TypeError, ValueError):
-            malformed += 1
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("userIdentity"), dict):
+        record = entry_record(entry)
+        if record is None:
             malformed += 1
             continue
         if record.get("errorCode") or events.fleet_launches_later(record):

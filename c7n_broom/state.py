@@ -245,9 +245,8 @@ class StateTable:
 
     def _windows(self, policy, principal, window_seconds, now):
         """(key, expires) of the current and the previous window."""
-        index = int(now // window_seconds)
         return [(_key("count", policy, principal, window_seconds, i),
-                 (i + 2) * window_seconds) for i in (index, index - 1)]
+                 (i + 2) * window_seconds) for i in counted_windows(now, window_seconds)]
 
     def _count(self, key, now):
         response = self.call("GetItem", Key={KEY: _s(key)}, ConsistentRead=True)
@@ -295,6 +294,13 @@ class StateTable:
             if pending:
                 log.warning("Broom's state table %s: %d items not written (throttled)",
                             self.name, len(pending))
+
+
+def counted_windows(now, window_seconds):
+    """The indexes of the windows a count at ``now`` adds up: the current one and the
+    previous one (so a period's count never drops to zero at a window's edge)."""
+    index = int(now // window_seconds)
+    return index, index - 1
 
 
 def _key(kind, *parts):

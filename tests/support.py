@@ -601,3 +601,12 @@ def in_lookup_order(instance_ids, ec2=None):
     described = [i for r in ec2.describe_instances(InstanceIds=list(instance_ids))[
         "Reservations"] for i in r["Instances"]]
     return [i["InstanceId"] for i in lookup_order(described)]
+
+
+# --- the report document ------------------------------------------------------------
+
+def report_validator():
+    """A JSON Schema validator of the report document (schemas/broom.report-1.json)."""
+    import jsonschema
+    schema = json.loads((REPO / "schemas" / "broom.report-1.json").read_text())
+    return jsonschema.Draft202012Validator(schema)

@@ -18,10 +18,10 @@ instant fleet: its caller's RunInstances with the fleet's instance tags). No AWS
 anywhere.
 """
 import dataclasses
-from datetime import datetime, timezone
+from datetime import timezone
 
 from broom import policyfile, scp, scp_eval
-from c7n_broom import codes, decisions, events, principals, report
+from c7n_broom import codes, decisions, events, principals, report, state
 from c7n_broom.filters import DEFAULT_KEY
 from c7n_broom.fleets import fleet_of
 from c7n_broom.identity import creator_from_record
@@ -290,13 +290,13 @@ class Judge:
             return {}
         period = self.rule.cap_period
 
-        def count(principal, n):
-            index = int(when // period)
+        def count(principal, n):  # as the state table counts (state.counted_windows)
+            current, previous = state.counted_windows(when, period)
             windows = self.counts.setdefault((account, principal), {})
-            for old in [i for i in windows if i < index - 1]:
+            for old in [i for i in windows if i < previous]:
                 del windows[old]
-            windows[index] = windows.get(index, 0) + n
-            return windows[index] + windows.get(index - 1, 0)
+            windows[current] = windows.get(current, 0) + n
+            return windows[current] + windows.get(previous, 0)
 
         def recheck(held):
             return ("Broom would check them again %ds later and terminate those still "
@@ -405,9 +405,8 @@ def hour_of(result):
 
 def parse_when(value, option):
     """A --since/--until value (a date or an ISO 8601 time, UTC unless it says)."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    parsed = events.parse_time(value)
+    if parsed is None:
         raise WhatifError("%s %r: expected a date or time such as 2026-10-01 or "
                           "2026-10-01T12:00:00Z" % (option, value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed

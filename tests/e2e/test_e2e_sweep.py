@@ -11,7 +11,6 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-import jsonschema
 import pytest
 import yaml
 
@@ -29,14 +28,13 @@ from e2e_support import (
     stock,
     write_policy,
 )
-from support import ACCOUNT, POLICIES, REGION, REPO, states
+from support import ACCOUNT, POLICIES, REGION, report_validator, states
 
 POLICY_FILE = POLICIES / "ec2-tags-sweep.yml"
 POLICY = policy_data(POLICY_FILE.name)
 FUNCTION = function_name(POLICY)
 REGIONS = (REGION, OTHER_REGION)
-SCHEMA = jsonschema.Draft202012Validator(json.loads(
-    (REPO / "schemas" / "broom.report-1.json").read_text()))
+SCHEMA = report_validator()
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,13 @@ from support import (
     launch,
     load_policy,
     policy_with,
+    report_validator,
     run_instances_event,
     states,
 )
 
-SCHEMA = json.loads((REPO / "schemas" / "broom.report-1.json").read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+VALIDATOR = report_validator()
+SCHEMA = VALIDATOR.schema
 
 # AWS Chatbot custom notifications (docs.aws.amazon.com/chatbot/latest/adminguide/
 # custom-notifs.html, "Event schema" and "Parameter details"): version "1.0" and

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import boto3
-import jsonschema
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
@@ -20,13 +19,13 @@ from c7n_broom.identity import Creator
 from support import (
     ACCOUNT,
     REGION,
-    REPO,
     Inbox,
     in_lookup_order,
     launch,
     load_policy,
     lookup_page,
     policy_file,
+    report_validator,
     role_identity,
     states,
 )
@@ -34,8 +33,7 @@ from support import (
 POLICY = "ec2-tags-sweep.yml"
 DAYS = timedelta(days=3)
 ENFORCE = {"broom_enforcement": "enforce"}
-SCHEMA = jsonschema.Draft202012Validator(json.loads(
-    (REPO / "schemas" / "broom.report-1.json").read_text()))
+SCHEMA = report_validator()
 
 
 def sweep_policy(variables=None, mode=None, **terminate_options):
