@@ -104,7 +104,8 @@ def decide(resources, creator, account_id, settings, anomalies=None, uncapped=()
         elif fleet and settings.fleet_instances == REPORT_ONLY:
             leave = report.Outcome(report.WOULD_TERMINATE,
                                    "fleet instances are only reported (%s %s)" % fleet)
-        elif (instance_id in creators and own.identity_type == UNKNOWN.identity_type
+        elif (instance_id in creators and instance_id not in unresolved
+              and own.identity_type == UNKNOWN.identity_type
               and settings.unknown_creators == REPORT_ONLY):
             leave = report.Outcome(report.WOULD_TERMINATE, (
                 "who launched it is unknown, and such instances are only reported"))

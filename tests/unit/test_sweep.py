@@ -303,7 +303,8 @@ def test_older_than_90_days_the_creator_is_unknown_for_good_and_it_is_still_swep
         aged, trail, inbox, state_table):
     [old] = pre_existing(aged, age=timedelta(days=120))
 
-    sweep_policy(ENFORCE).run()  # no LookupEvents call queued: none is made
+    # no LookupEvents call queued: none is made
+    sweep_policy(ENFORCE, **{"unknown-creators": "enforce"}).run()
 
     assert states([old]) == {old: "terminated"}
     body = digest(inbox)["Message"]
@@ -311,11 +312,13 @@ def test_older_than_90_days_the_creator_is_unknown_for_good_and_it_is_still_swep
     assert "0 found, 1 unknown, 0 still being looked up" in body
 
 
-def test_unknown_creators_report_only_leaves_such_instances_alone(aged, trail, inbox,
-                                                                  state_table):
+def test_the_shipped_sweep_leaves_instances_of_unknown_creators_to_people(
+        aged, trail, inbox, state_table):
+    """They may be an exempt principal's: the shipped sweep has unknown-creators:
+    report-only."""
     [old] = pre_existing(aged, age=timedelta(days=120))
 
-    sweep_policy(ENFORCE, **{"unknown-creators": "report-only"}).run()
+    sweep_policy(ENFORCE).run()
 
     assert states([old]) == {old: "running"}
     assert "who launched it is unknown, and such instances are only reported" in digest(
