@@ -17,7 +17,9 @@ item ``pk``    what it records                                 written with
 =============  ==============================================  =======================
 
 Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB
-deletes lapsed items within days, so reads and conditions also ignore them.
+deletes lapsed items within days, so reads and conditions also ignore them. An item
+that does not have the shape Broom writes (``c7n_broom.items``) is ignored too, with
+one warning: reads treat it as absent, claims and counters replace it.
 
 State may only suppress a duplicate. When the table is missing or Broom's role may not
 use it, every call answers "not seen before" (reports are sent, fleets not throttled)
@@ -25,12 +27,13 @@ and the counter answers ``None`` (unknown), after one warning naming the table a
 permission to add.
 """
 import logging
+import math
 import time
 
 from botocore.exceptions import ClientError
 from c7n.utils import get_retry, local_session
 
-from c7n_broom import codes
+from c7n_broom import codes, items
 from c7n_broom.instances import DENIED
 
 log = logging.getLogger("custodian.broom.state")
@@ -138,23 +141,38 @@ class StateTable:
             return True
         now = self.clock()
         try:
-            self.call(
+            response = self.call(
                 "PutItem",
                 Item={KEY: _s(_key("report", policy, event_id, instance_id)),
                       "status": _s(PENDING), "lease": _n(now + CLAIM_LEASE),
                       TTL_ATTRIBUTE: _n(now + CLAIM_TTL)},
                 ConditionExpression=(
                     "attribute_not_exists(#pk) OR #expires < :now "
-                    "OR (#status = :pending AND #lease < :now)"),
+                    "OR (#status = :pending AND #lease < :now) OR NOT ("  # or not Broom's:
+                    "attribute_type(#status, :S) AND #status IN (:pending, :reported) AND "
+                    "attribute_type(#lease, :N) AND attribute_type(#expires, :N) AND "
+                    "#expires <= :far)"),
                 ExpressionAttributeNames={"#pk": KEY, "#expires": TTL_ATTRIBUTE,
                                           "#status": "status", "#lease": "lease"},
-                ExpressionAttributeValues={":now": _n(now), ":pending": _s(PENDING)})
+                ExpressionAttributeValues={":now": _n(now), ":pending": _s(PENDING),
+                                           ":reported": _s(REPORTED), ":S": _s("S"),
+                                           ":N": _s("N"),
+                                           ":far": _n(now + CLAIM_TTL + items.SKEW)},
+                ReturnValues="ALL_OLD")
         except ClientError as e:
             if e.response["Error"]["Code"] != CHECK_FAILED:
                 raise
             log.info("instance %s was already reported for event %s", instance_id, event_id)
             return False
+        self.check_replaced(response, now)
         return True
+
+    def check_replaced(self, response, now):
+        """Warn about an item a conditional write replaced because Broom did not
+        write it (``ReturnValues: ALL_OLD``)."""
+        old = (response or {}).get("Attributes")
+        if old:
+            items.fits(self.name, old, now)
 
     def settle_reports(self, policy, event_id, instance_ids):
         """Record claimed reports as published (nothing without an event)."""
@@ -178,17 +196,25 @@ class StateTable:
         seconds: it is recorded as reported at T. (False, None) if it was."""
         now = self.clock()
         try:
-            self.call(
+            response = self.call(
                 "PutItem",
                 Item={KEY: _s(self.fleet_key(policy, fleet)), "reported": _n(now),
                       TTL_ATTRIBUTE: _n(now + period)},
-                ConditionExpression="attribute_not_exists(#pk) OR #reported <= :cutoff",
-                ExpressionAttributeNames={"#pk": KEY, "#reported": "reported"},
-                ExpressionAttributeValues={":cutoff": _n(now - period)})
+                ConditionExpression=(
+                    "attribute_not_exists(#pk) OR #reported <= :cutoff OR NOT ("
+                    "attribute_type(#reported, :N) AND #reported <= :soon AND "
+                    "attribute_type(#expires, :N) AND #expires <= :far)"),
+                ExpressionAttributeNames={"#pk": KEY, "#reported": "reported",
+                                          "#expires": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":cutoff": _n(now - period), ":N": _s("N"), ":soon": _n(now + items.SKEW),
+                    ":far": _n(now + items.FLEET_PERIOD_LIMIT + items.SKEW)},
+                ReturnValues="ALL_OLD")
         except ClientError as e:
             if e.response["Error"]["Code"] != CHECK_FAILED:
                 raise
             return False, None
+        self.check_replaced(response, now)
         return True, now
 
     def release_fleet(self, policy, fleet, when):
@@ -218,18 +244,56 @@ class StateTable:
         """
         now = self.clock()
         current, previous = self._windows(policy, principal, window_seconds, now)
-        response = self.call(
-            "UpdateItem", Key={KEY: _s(current[0])},
-            UpdateExpression="ADD #count :n SET #expires = if_not_exists(#expires, :expires)",
-            ExpressionAttributeNames={"#count": "count", "#expires": TTL_ATTRIBUTE},
-            ExpressionAttributeValues={":n": _n(n), ":expires": _n(current[1])},
-            ReturnValues="UPDATED_NEW")
-        if response is None:
+        total = self._add(current, n, now)
+        if total is None:
             return None
         before = self._count(previous[0], now)
         if before is None:
             return None
-        return int(response["Attributes"]["count"]["N"]) + before
+        return total + before
+
+    def _add(self, window, n, now):
+        """Add ``n`` to the counter at ``window`` (key, expires); its new value, or None.
+
+        A counter Broom did not write (not a whole number in range, or another
+        expiry than its window's) is replaced by ``n``, with one warning."""
+        key, expires = window
+        names = {"#pk": KEY, "#count": "count", "#expires": TTL_ATTRIBUTE}
+        values = {":N": _s("N"), ":zero": _n(0), ":max": _n(items.COUNT_LIMIT - 1),
+                  ":expires": _n(expires)}
+        fits = ("attribute_type(#count, :N) AND #count BETWEEN :zero AND :max "
+                "AND #expires = :expires")
+        for _ in range(3):
+            try:
+                response = self.call(
+                    "UpdateItem", Key={KEY: _s(key)},
+                    UpdateExpression="ADD #count :n SET #expires = :expires",
+                    ConditionExpression="attribute_not_exists(#pk) OR (%s)" % fits,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=dict(values, **{":n": _n(n)}),
+                    ReturnValues="UPDATED_NEW")
+                if response is None:
+                    return None
+                # a fraction passes the condition: counted up, the cap only gets stricter
+                return math.ceil(items.number(response["Attributes"], "count"))
+            except ClientError as e:
+                if e.response["Error"]["Code"] != CHECK_FAILED:
+                    raise
+            try:
+                old = self.call(
+                    "PutItem", Item={KEY: _s(key), "count": _n(n), TTL_ATTRIBUTE: _n(expires)},
+                    ConditionExpression="attribute_exists(#pk) AND NOT (%s)" % fits,
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD")
+            except ClientError as e:  # another invocation replaced it first: add again
+                if e.response["Error"]["Code"] != CHECK_FAILED:
+                    raise
+                continue
+            if old is None:
+                return None
+            items.warn(self.name, old.get("Attributes") or {}, "not a counter Broom wrote")
+            return n
+        return None
 
     def terminations(self, policy, principal, window_seconds):
         """The same total as ``add_terminations`` returns, adding nothing; None when
@@ -253,9 +317,11 @@ class StateTable:
         if response is None:
             return None
         item = response.get("Item")
-        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", 0)) <= now:
+        if not item or (items.number(item, TTL_ATTRIBUTE) or 0) <= now:
             return 0
-        return int(item["count"]["N"])
+        if not items.fits(self.name, item, now):
+            return 0
+        return items.integer(item, "count")
 
 
     # -- items read and written in batches (sweeps) ------------------------------------
@@ -271,7 +337,8 @@ class StateTable:
                 if response is None:
                     return found
                 for item in response.get("Responses", {}).get(self.name, ()):
-                    if float(item.get(TTL_ATTRIBUTE, {}).get("N", 0)) > now:
+                    if ((items.number(item, TTL_ATTRIBUTE) or 0) > now
+                            and items.fits(self.name, item, now)):
                         found[item[KEY]["S"]] = item
                 wanted = response.get("UnprocessedKeys", {}).get(self.name)
                 if not wanted:
