@@ -286,15 +286,24 @@ def events_region(record):
 @click.option("--compact", is_flag=True,
               help="Print minified JSON (AWS Organizations counts whitespace toward its "
                    "5,120-character limit).")
-def scp(policy, codes, compact):
-    """Print an AWS Organizations SCP that refuses launches without an allowed Code."""
+@click.option("--no-state-guard", "state_guard", flag_value=False, default=True,
+              help="Leave out the statement that lets only Broom's roles write Broom's "
+                   "state table (the table's own resource policy still does).")
+@click.option("--admin", "admins", multiple=True, metavar="ARN_PATTERN",
+              help="A principal (IAM ARN pattern, e.g. arn:aws:iam::*:role/platform-admin) "
+                   "that may still manage what the SCP guards: Broom's state table and "
+                   "the roles the exemptions name (repeatable).")
+def scp(policy, codes, compact, state_guard, admins):
+    """Print an AWS Organizations SCP that refuses launches without an allowed Code
+    and guards Broom's own state."""
     from broom import scp as scp_module
     from broom.demo import default_policy
     from c7n_broom.codes import parse_codes
 
     try:
         allowed = parse_codes(codes) if codes is not None else None
-        document = scp_module.policy_scp(policy or default_policy(), allowed)
+        document = scp_module.policy_scp(policy or default_policy(), allowed,
+                                         state_guard=state_guard, admins=admins)
         text = scp_module.render(document, compact=compact)
     except (ValueError, DemoError) as e:
         click.echo("broom scp failed: %s" % e, err=True)

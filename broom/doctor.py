@@ -18,7 +18,9 @@ What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
   the role. Same-account topics need none (the role's IAM policy is enough), so
   there a missing statement is not a failure; the role's own IAM policy is not
   evaluated (``broom permissions`` prints what it should hold);
-- the state table exists, with TTL enabled on ``expires``;
+- the state table exists, with TTL enabled on ``expires``, and its resource policy
+  (``dynamodb:GetResourcePolicy``) denies item writes to every principal but the
+  policies' roles (evaluated with ``broom.scp_eval``; docs/security.md);
 - a trail in the region logs management events (EventBridge gets no
   "AWS API Call via CloudTrail" events without one);
 - each policy's function exists with the handler, runtime and role the policy names,
@@ -103,8 +105,10 @@ def run(session, account_id, policies):
         checks.append(check_role(session, role))
     for topic in dict.fromkeys(t for p in policies for t in topics(p)):
         checks.append(check_topic(session, topic, account_id, list(roles)))
+    writers = list(roles) + [p.data["mode"]["member-role"].replace("{account_id}", account_id)
+                             for p in policies if p.data["mode"].get("member-role")]
     for table in dict.fromkeys(t for p in policies for t in tables(p)):
-        checks.append(check_table(session, table))
+        checks.append(check_table(session, table, account_id, writers))
     checks.append(check_trail(session, region))
     for policy in policies:
         checks.extend(check_function(session, policy))
@@ -184,11 +188,11 @@ def check_topic(session, arn, account_id, roles):
                                 "sns:Publish statement for it" % ", ".join(roles))
 
 
-def check_table(session, name):
+def check_table(session, name, account_id="", writers=()):
     subject = "table %s" % name
     client = session.client("dynamodb")
     try:
-        client.describe_table(TableName=name)
+        arn = client.describe_table(TableName=name)["Table"]["TableArn"]
         ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     except ClientError as e:
         if error_code(e) == "ResourceNotFoundException":
@@ -198,7 +202,42 @@ def check_table(session, name):
             or ttl.get("AttributeName") != TTL_ATTRIBUTE:
         return Check(FAIL, subject, "TTL is not enabled on %r: enable it, or the table "
                                     "keeps every record" % TTL_ATTRIBUTE)
-    return Check(OK, subject, "exists, TTL on %r" % TTL_ATTRIBUTE)
+    try:
+        document = json.loads(client.get_resource_policy(ResourceArn=arn)["Policy"])
+    except ClientError as e:
+        if error_code(e) == "PolicyNotFoundException":
+            return Check(FAIL, subject, "no resource policy: any principal allowed "
+                         "dynamodb:PutItem can forge Broom's state; deploy the one in "
+                         "templates/account.yml (docs/security.md)")
+        return Check(WARN, subject, "cannot read its resource policy: %s" % error_code(e))
+    problem = guard_problem(document, arn, account_id, writers)
+    if problem:
+        return Check(FAIL, subject, problem)
+    return Check(OK, subject, "exists, TTL on %r, only Broom's roles write items"
+                 % TTL_ATTRIBUTE)
+
+
+def guard_problem(document, table_arn, account_id, writers):
+    """Why the table's resource policy does not keep every principal but ``writers``
+    from writing items, or None."""
+    from broom import guards, scp_eval
+
+    stranger = ("arn:aws:iam::%s:role/not-broom" % account_id, account_id)
+    try:
+        open_to = [a for a in guards.ITEM_WRITES if not scp_eval.denied_by(
+            document, scp_eval.request(a, table_arn, stranger))]
+        blocked = [w for w in writers if scp_eval.denied_by(
+            document, scp_eval.request("dynamodb:PutItem", table_arn, (w, account_id)))]
+    except (KeyError, TypeError, AttributeError) as e:
+        return "its resource policy cannot be checked (%s): deploy the one in " \
+               "templates/account.yml" % e
+    if open_to:
+        return ("its resource policy lets other principals call %s: deploy the one in "
+                "templates/account.yml" % ", ".join(open_to))
+    if blocked:
+        return "its resource policy denies Broom's role %s: add it to the exception" % (
+            ", ".join(blocked))
+    return None
 
 
 def check_trail(session, region):

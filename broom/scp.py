@@ -20,7 +20,7 @@ No AWS calls.
 import json
 from dataclasses import dataclass
 
-from broom import policyfile
+from broom import guards, policyfile
 from c7n_broom import codes as code_lists
 from c7n_broom import principals
 
@@ -98,14 +98,25 @@ def _json(document, compact):
     return json.dumps(document, indent=2)
 
 
-def policy_scp(path, codes=None):
-    """The SCP document for a Broom policy file; ``codes`` replaces the policy's."""
+def policy_scp(path, codes=None, state_guard=True, admins=()):
+    """The SCP document for a Broom policy file; ``codes`` replaces the policy's.
+
+    With ``state_guard`` (the default) it also denies writing items of Broom's state
+    table to every principal but Broom's roles, in every account, and with ``admins``
+    (ARN patterns) reserves changes to the table to them (``broom.guards``)."""
     rule = from_policy_file(path)
     if codes is None and rule.codes is None:
         raise ScpError("%s: its allowed-codes filter reads the codes with value_from when "
                        "it runs: pass them with --codes" % path)
-    return code_tag_scp(rule.codes if codes is None else codes, rule.key,
-                        rule.exempt_principals, rule.ignore_case)
+    for pattern in admins:
+        if not pattern.startswith("arn:") or len(pattern.split(":", 5)) != 6:
+            raise ScpError("--admin %r is not an IAM ARN pattern (arn:aws:iam::*:role/"
+                           "NAME)" % pattern)
+    document = code_tag_scp(rule.codes if codes is None else codes, rule.key,
+                            rule.exempt_principals, rule.ignore_case)
+    if state_guard:
+        document["Statement"].extend(guards.scp_statements(admins))
+    return document
 
 
 def from_policy_file(path):

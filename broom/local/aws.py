@@ -239,14 +239,21 @@ def create_lambda_role(aws, name="broom-lambda", account=None):
 
 
 def create_state_table(dynamodb, name="broom-state"):
-    """Create Broom's state table as the README tells IaC to (key ``pk``, TTL on
-    ``expires``, on-demand) with a DynamoDB client; return its name."""
-    dynamodb.create_table(
+    """Create Broom's state table as templates/account.yml does (key ``pk``, TTL on
+    ``expires``, on-demand, only broom-lambda writes items) with a DynamoDB client;
+    return its name."""
+    from broom import guards
+
+    arn = dynamodb.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )["TableDescription"]["TableArn"]
     dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
         "Enabled": True, "AttributeName": "expires"})
+    partition, account = arn.split(":")[1], arn.split(":")[4]
+    dynamodb.put_resource_policy(ResourceArn=arn, Policy=json.dumps(guards.table_policy(
+        arn, [guards.role_arn("broom-lambda", account, partition)])))
     return name
 
 

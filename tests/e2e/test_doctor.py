@@ -48,7 +48,7 @@ def test_all_ok_then_each_break_is_one_fail_line(deployed, monkeypatch):
     assert lines == [
         "ok   role broom-lambda: exists, trusted by lambda.amazonaws.com",
         "ok   topic %s: exists, its policy lets the account's roles publish" % TOPIC,
-        "ok   table broom-state: exists, TTL on 'expires'",
+        "ok   table broom-state: exists, TTL on 'expires', only Broom's roles write items",
         "ok   cloudtrail in %s: trail management logs management events" % REGION,
         "ok   function %s: handler, runtime and role match the policy" % FUNCTION,
         "ok   rule %s: enabled, matches the policy's events, targets the function"
@@ -92,6 +92,15 @@ def test_all_ok_then_each_break_is_one_fail_line(deployed, monkeypatch):
                        "function: deploy again" % FUNCTION]
     events.put_rule(Name=FUNCTION, EventPattern=rule["EventPattern"])
     events.put_targets(Rule=FUNCTION, Targets=targets)
+
+    # The state table's resource policy is removed: anyone may forge Broom's state.
+    dynamodb = aws.client("dynamodb")
+    arn = dynamodb.describe_table(TableName="broom-state")["Table"]["TableArn"]
+    guard = dynamodb.get_resource_policy(ResourceArn=arn)["Policy"]
+    dynamodb.delete_resource_policy(ResourceArn=arn)
+    [line] = fails()
+    assert line.startswith("FAIL table broom-state: no resource policy: any principal")
+    dynamodb.put_resource_policy(ResourceArn=arn, Policy=guard)
 
     # The state table is deleted.
     aws.client("dynamodb").delete_table(TableName="broom-state")
