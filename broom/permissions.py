@@ -67,7 +67,7 @@ _REPORT = Scope("BroomReport", ("arn:{partition}:sns:*:{topic_account}:broom-rep
 _LOOKUP = Scope("BroomLookupCreators", ("*",))
 _STATE = Scope("BroomState", ("arn:{partition}:dynamodb:*:{account}:table/broom-state",))
 _RECHECK = Scope("BroomRecheck", (
-    "arn:{partition}:scheduler:*:{account}:schedule/default/broom-recheck-*",))
+    "arn:{partition}:scheduler:*:{account}:schedule/broom/broom-recheck-*",))
 _PASS_SCHEDULER_ROLE = Scope(
     "BroomPassSchedulerRole", ("arn:{partition}:iam::{account}:role/broom-scheduler",),
     {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}})

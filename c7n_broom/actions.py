@@ -243,7 +243,7 @@ class CreatorReport(EventAction):
         record = events.cloudtrail_record(event)
         creator = creator_from_record(record) if record else UNKNOWN
         event_id = events.report_key(record)  # per event; per launch for EC2 Fleets
-        if event_id and recheck.held_ids(event):  # the re-check reports what it does
+        if event_id and recheck.hold_key(event):  # the re-check reports what it does
             event_id += "#recheck"
         table = state.for_element(self, clock=self.clock)
         live = [r for r in resources if not self.gone_before(r)

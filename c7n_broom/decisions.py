@@ -169,7 +169,9 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
          creators=None, unresolved=None):
     """``decide`` for the instances of an event, with what it needs from the event:
     the launch-time check, who launched them, and the principal's terminations in the
-    period. ``rechecked`` are the ids a re-check event names (not capped again).
+    period. ``rechecked`` are the ids of a hold Broom recorded, re-checked now with
+    their launch marker unchanged: not capped again, and not judged by ``LaunchTime``
+    (a stop and start changes it).
 
     ``count(principal, n)`` adds ``n`` terminations to ``principal_key(creator)``'s
     count and returns the total in the period (None when unknown): concurrent
@@ -185,6 +187,8 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
     creators = creators or {}
     anomalies = {}
     for r in resources if record else ():
+        if r["InstanceId"] in rechecked:  # a hold's launch marker vouched for it
+            continue
         reason = events.launch_mismatch(record, r.get("LaunchTime"))
         if reason:
             log.warning("instance %s: not terminated, %s (%s)", r["InstanceId"], reason,

@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, instances
+from c7n_broom import codes, events, instances, recheck
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import (
     check_grace_seconds,
@@ -76,7 +76,8 @@ class AllowedCodes(ValueFilter):
         },
     )
     schema_alias = False
-    permissions = ("ec2:DescribeInstances", "ec2:DescribeTags")
+    # GetItem: a re-check reads the hold it names from the state table
+    permissions = ("ec2:DescribeInstances", "ec2:DescribeTags", "dynamodb:GetItem")
     annotate = False
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
@@ -143,6 +144,12 @@ class AllowedCodes(ValueFilter):
 
     def process(self, resources, event=None):
         allowed = self.allowed_codes()
+        if recheck.is_recheck(event):  # only a hold Broom recorded, judged by its record
+            hold = recheck.verified(recheck.policy_table(self.manager), event)
+            if hold is None:
+                return []
+            resources = recheck.held_resources(hold, resources)
+            event["detail"] = hold.record
         record = events.cloudtrail_record(event)
         requested = events.request_tags(record) if record else {}
         verdicts = [(r, self.violation(r, requested)) for r in resources]

@@ -9,6 +9,7 @@ does not show yet, or that a tool sets in a separate call just after launch).
 """
 import logging
 import time
+from datetime import timezone
 
 from botocore.exceptions import ClientError
 from c7n.utils import chunks, local_session
@@ -47,6 +48,23 @@ def just_launched(resource, now, seconds=SETTLED_AFTER):
     shows no launch time): its tags may not show in DescribeInstances yet."""
     launched = parse_time(resource.get("LaunchTime"))
     return launched is None or (now - launched).total_seconds() < seconds
+
+
+def launch_marker(resource):
+    """What tells an instance's launch apart and survives a stop and start (which
+    gives it a new ``LaunchTime``): the attach time of its root EBS volume, else of
+    its primary network interface (device 0), else its launch time; as
+    ``YYYY-MM-DDTHH:MM:SSZ``, or "none" when EC2 shows none of them."""
+    times = [get_path(m, "Ebs", "AttachTime") for m in resource.get("BlockDeviceMappings") or ()
+             if isinstance(m, dict) and m.get("DeviceName") == resource.get("RootDeviceName")]
+    times += [get_path(eni, "Attachment", "AttachTime")
+              for eni in resource.get("NetworkInterfaces") or ()
+              if get_path(eni, "Attachment", "DeviceIndex") == 0]
+    for value in times + [resource.get("LaunchTime")]:
+        parsed = parse_time(value)
+        if parsed is not None:
+            return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "none"
 
 
 def current_states(manager, instance_ids):

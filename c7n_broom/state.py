@@ -324,6 +324,12 @@ class StateTable:
         return items.integer(item, "count")
 
 
+    def get_item(self, key):
+        """The item at ``key`` as stored (consistent read), or None when there is none
+        or the table cannot be read. Its shape is the caller's to check."""
+        response = self.call("GetItem", Key={KEY: _s(key)}, ConsistentRead=True)
+        return (response or {}).get("Item")
+
     # -- items read and written in batches (sweeps) ------------------------------------
 
     def get_items(self, keys):

@@ -92,7 +92,7 @@ class SafeTerminate(EventAction, Terminate):
         """terminate's (with ec2:ModifyInstanceAttribute for force), the state table's
         counter, and scheduling the re-check of what the cap holds."""
         return tuple(super().get_permissions()) + state.COUNTER_PERMISSIONS + (
-            "scheduler:CreateSchedule", "iam:PassRole")
+            "scheduler:CreateSchedule", "iam:PassRole", "dynamodb:PutItem")
 
     def validate(self):
         enforcement = self.data.get("enforcement")
@@ -128,15 +128,27 @@ class SafeTerminate(EventAction, Terminate):
         delay = self.data.get("recheck-after", recheck.DEFAULT_DELAY)
         settings = self.settings()
         creators, unresolved = sweep.creators(resources)
+        by_id = {r["InstanceId"]: r for r in resources}
         if creators:  # a sweep: each instance its own creator, no event to re-check
             settings = dataclasses.replace(settings, unit="one sweep")
             held_note = lambda held: sweep.NEXT_SWEEP  # noqa: E731
         else:
             held_note = lambda held: recheck.schedule_held(  # noqa: E731
-                event, held, delay, self.manager.retry)
+                event, {i: instances.launch_marker(by_id[i]) for i in held}, delay,
+                self.manager.retry, state.for_element(self), self.manager.data.get("name"))
+        hold, rechecked = None, set()
+        if recheck.is_recheck(event):  # only what a recorded, due hold holds
+            hold = recheck.verified(state.for_element(self), event)
+            rechecked = {r["InstanceId"] for r in recheck.held_resources(hold, resources)
+                         } if hold else set()
+            for r in resources:
+                if r["InstanceId"] not in rechecked:
+                    r[OUTCOME] = dataclasses.asdict(report.Outcome(
+                        report.ANOMALY, "not held by a re-check Broom scheduled"))
+            resources = [r for r in resources if r["InstanceId"] in rechecked]
         plan = decisions.plan(
             resources, event, self.manager.config.account_id or "", settings,
-            recheck.held_ids(event), self.count, held_note, creators, unresolved)
+            rechecked, self.count, held_note, creators, unresolved)
         for r in resources:
             if not plan[r["InstanceId"]].terminate:
                 r[OUTCOME] = dataclasses.asdict(plan[r["InstanceId"]].outcome)
@@ -145,14 +157,15 @@ class SafeTerminate(EventAction, Terminate):
             log.info("policy:%s leaving %d of %d instances alone (see reports)",
                      self.manager.data.get("name"), len(resources) - len(doomed),
                      len(resources))
-        if not doomed:
-            return {}
-        client = local_session(self.manager.session_factory).client("ec2")
         outcomes = {}
-        for batch in chunks(doomed, 100):
-            outcomes.update(self.terminate_batch(client, batch))
-        for r in doomed:
-            r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
+        if doomed:
+            client = local_session(self.manager.session_factory).client("ec2")
+            for batch in chunks(doomed, 100):
+                outcomes.update(self.terminate_batch(client, batch))
+            for r in doomed:
+                r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
+        if hold:
+            recheck.settle(state.for_element(self), hold)
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
     def count(self, principal, n):

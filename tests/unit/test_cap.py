@@ -5,6 +5,7 @@ never launches without a Code; what it holds is checked again later through a on
 EventBridge Scheduler schedule; and it counts per principal over a period.
 """
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -42,15 +43,26 @@ def outcomes(inbox):
 
 
 @pytest.fixture
-def in_lambda(monkeypatch):
-    """The function's ARN, as Broom's handler takes it from the Lambda context."""
+def in_lambda(monkeypatch, state_table):
+    """The function's ARN, as Broom's handler takes it from the Lambda context, and
+    what templates/account.yml creates for re-checks: the state table that records
+    holds and Broom's schedule group."""
     monkeypatch.setattr(recheck.Target, "function_arn", FUNCTION_ARN)
+    boto3.client("scheduler", region_name=REGION).create_schedule_group(
+        Name=recheck.SCHEDULE_GROUP)
     return FUNCTION_ARN
 
 
 def schedules():
     client = boto3.client("scheduler", region_name=REGION)
-    return [client.get_schedule(Name=s["Name"]) for s in client.list_schedules()["Schedules"]]
+    return [client.get_schedule(Name=s["Name"], GroupName=s["GroupName"])
+            for s in client.list_schedules()["Schedules"]]
+
+
+def later(monkeypatch, seconds=3600):
+    """Move Broom's clock ``seconds`` ahead (when the schedule fires)."""
+    start = time.time()
+    monkeypatch.setattr(recheck, "now", lambda: start + seconds)
 
 
 def test_a_launch_of_21_instances_without_a_code_is_terminated_not_held(inbox):
@@ -86,7 +98,10 @@ def test_held_instances_get_a_recheck_and_the_report_says_when_and_how_to_stop_i
     assert schedule["ActionAfterCompletion"] == "DELETE"
     assert schedule["Target"]["Arn"] == FUNCTION_ARN
     assert schedule["Target"]["RoleArn"] == "arn:aws:iam::%s:role/broom-scheduler" % ACCOUNT
-    assert recheck.held_ids(json.loads(schedule["Target"]["Input"])) == set(ids)
+    assert schedule["GroupName"] == recheck.SCHEDULE_GROUP
+    payload = json.loads(schedule["Target"]["Input"])
+    assert events.launched_instances(payload["detail"]) == ids
+    assert recheck.hold_key(payload).startswith("hold#")
     [digest] = inbox.emails()  # 21 > max-messages: one digest
     assert "held back" in digest["Message"]
     assert "Broom checks them again at %s" % due.strftime("%Y-%m-%dT%H:%M:%SZ") in digest[
@@ -99,13 +114,14 @@ def recheck_event():
     return json.loads(schedule["Target"]["Input"])
 
 
-def test_the_recheck_terminates_what_still_breaks_the_rule(inbox, in_lambda):
+def test_the_recheck_terminates_what_still_breaks_the_rule(inbox, in_lambda, monkeypatch):
     ids = launch(count=21, tags={"Code": "NOPE"})
     main_policy().push(run_instances_event(ids))
     inbox.emails()
     fixed = ids[0]
     boto3.client("ec2", region_name=REGION).create_tags(
         Resources=[fixed], Tags=[{"Key": "Code", "Value": "LOL"}])
+    later(monkeypatch)
 
     main_policy().push(recheck_event())
 
@@ -113,13 +129,13 @@ def test_the_recheck_terminates_what_still_breaks_the_rule(inbox, in_lambda):
 
 
 def test_the_recheck_reports_what_it_terminated_although_the_event_was_reported(
-        inbox, in_lambda):
+        inbox, in_lambda, monkeypatch):
     """The re-check carries the held event's id: repeat suppression must not swallow
     the reports of its terminations."""
-    create_state_table()
     ids = launch(count=21, tags={"Code": "NOPE"})
     main_policy().push(run_instances_event(ids))
     inbox.emails()
+    later(monkeypatch)
 
     main_policy().push(recheck_event())
 
@@ -129,9 +145,10 @@ def test_the_recheck_reports_what_it_terminated_although_the_event_was_reported(
 
 
 def test_the_recheck_in_an_account_switched_to_report_only_terminates_nothing(
-        inbox, in_lambda):
+        inbox, in_lambda, monkeypatch):
     ids = launch(count=21, tags={"Code": "NOPE"})
     main_policy().push(run_instances_event(ids))
+    later(monkeypatch)
 
     main_policy(variables={"broom_enforcement": "report-only"}).push(recheck_event())
 
@@ -151,17 +168,19 @@ def test_a_repeated_event_schedules_one_recheck(inbox, in_lambda):
 def test_a_recheck_event_passes_the_handlers_trust_checks_and_fits_the_scheduler():
     ids = ["i-%017x" % n for n in range(300)]
     event = run_instances_event(ids)
-    due = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
-    slims = recheck.batches(event, ids, due)
+    batches = recheck.batches(event, ids)
+    slims = [recheck.slim_event(event, batch, "hold#" + "x" * recheck.KEY_ROOM)
+             for batch in batches]
 
-    assert sorted(i for slim in slims for i in recheck.held_ids(slim)) == sorted(ids)
-    for slim in slims:
+    assert [i for batch in batches for i in batch] == ids
+    for batch, slim in zip(batches, slims, strict=True):
         assert len(json.dumps(slim)) <= recheck.INPUT_LIMIT
         assert events.untrusted(slim, {("ec2.amazonaws.com", "RunInstances")}) is None
-        assert events.launched_instances(slim["detail"]) == sorted(
-            recheck.held_ids(slim), key=ids.index)
-        assert "sourceIPAddress" not in slim["detail"]
+        assert events.launched_instances(slim["detail"]) == batch
+        # nothing Broom trusts: no identity, no time, no network details
+        assert set(slim["detail"]) == {"eventName", "eventSource", "awsRegion",
+                                       "recipientAccountId", "responseElements"}
 
 
 def test_scheduling_refused_says_so_in_the_report(inbox, in_lambda, monkeypatch):

@@ -346,11 +346,14 @@ def test_an_omitted_fleet_without_a_fleet_id_is_alerted_and_nothing_acted_on(
 
 def test_a_recheck_of_a_fleets_instances_names_them_the_way_the_policy_reads():
     event = create_fleet_event([[A, B, C]])
-    slim = recheck.slim_event(event, [A, C], due=events.parse_time("2026-01-05T11:00:00Z"))
+    slim = recheck.slim_event(event, [A, C], "hold#key")
 
     assert policy_ids(slim) == [A, C]
-    assert recheck.held_ids(slim) == {A, C}
+    assert recheck.hold_key(slim) == "hold#key"
     assert "requestParameters" not in slim["detail"]
+    kept = recheck.kept_record(event["detail"], [A, C])
+    assert events.launched_instances(kept) == [A, C]
+    assert "requestParameters" not in kept
     assert events.untrusted(slim, events.subscriptions(
         [policy_data()["mode"]], CloudWatchEvents.trail_events)) is None
     assert ACCOUNT == slim["account"] and REGION == slim["region"]

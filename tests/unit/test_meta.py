@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import boto3
 import pytest
@@ -85,12 +86,13 @@ def test_safe_terminate_permissions_cover_force_the_counter_and_the_recheck():
     assert "ec2:ModifyInstanceAttribute" not in unforced.get_permissions()
     assert set(forced.get_permissions()) == {
         "ec2:TerminateInstances", "ec2:ModifyInstanceAttribute", "dynamodb:GetItem",
-        "dynamodb:UpdateItem", "scheduler:CreateSchedule", "iam:PassRole"}
+        "dynamodb:UpdateItem", "dynamodb:PutItem", "scheduler:CreateSchedule",
+        "iam:PassRole"}
 
 
 def test_allowed_codes_declares_what_it_reads():
     assert set(entry.FILTERS["allowed-codes"].permissions) == {
-        "ec2:DescribeInstances", "ec2:DescribeTags"}
+        "ec2:DescribeInstances", "ec2:DescribeTags", "dynamodb:GetItem"}
 
 
 def test_creator_report_declares_what_it_reads_and_writes():
@@ -149,6 +151,8 @@ def test_every_call_the_elements_make_is_a_permission_they_declare(
     spot request's instance with the state table, and a tag-change report."""
     monkeypatch.setattr(recheck.Target, "function_arn",
                         "arn:aws:lambda:us-east-1:123456789012:function:broom")
+    boto3.client("scheduler", region_name=REGION).create_schedule_group(
+        Name=recheck.SCHEDULE_GROUP)
     [main] = policy_file("ec2-tags.yml")["policies"]
     [changed] = policy_file("ec2-tags-changed.yml")["policies"]
     main, changed = load_policy(main), load_policy(changed)
@@ -163,7 +167,10 @@ def test_every_call_the_elements_make_is_a_permission_they_declare(
         main.push(run_instances_event(held))
     scheduler = boto3.client("scheduler", region_name=REGION)
     [schedule] = scheduler.list_schedules()["Schedules"]
-    recheck_event = json.loads(scheduler.get_schedule(Name=schedule["Name"])["Target"]["Input"])
+    recheck_event = json.loads(scheduler.get_schedule(
+        Name=schedule["Name"], GroupName=schedule["GroupName"])["Target"]["Input"])
+    due = time.time() + 3600
+    monkeypatch.setattr(recheck, "now", lambda: due)
     renaming = create_tags([renamed], {"Code": "NOPE"})
     with api_calls.recording():
         main.push(recheck_event)
