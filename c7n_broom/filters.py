@@ -40,9 +40,12 @@ class AllowedCodes(ValueFilter):
     (``lol`` matches ``LOL``, ``é`` matches ``É``; the Kelvin sign is not ``K``, ``ß``
     is not ``SS``: see ``codes.same_ignoring_case``).
 
-    In cloudtrail mode a tag that DescribeInstances does not show yet is looked up in
-    the triggering event's ``tagSpecificationSet`` and with DescribeTags before an
-    instance is called a violator. Without an event (pull or periodic mode) only
+    In cloudtrail mode a tag that DescribeInstances does not show yet is looked up with
+    DescribeTags before an instance is called a violator. The triggering event's
+    ``tagSpecificationSet`` stands in only for an instance EC2 shows no tags at all
+    for yet (neither DescribeInstances nor DescribeTags): once EC2 shows any of its
+    tags, they are the truth, so a Code requested at launch and deleted right after
+    is missing. Without an event (pull or periodic mode) only
     instances launched in the last few minutes have their tags re-read: for older
     ones DescribeInstances is authoritative. ``grace-seconds`` (event modes only) keeps
     re-reading the tag of instances that have none, every 2 seconds up to that long,
@@ -142,6 +145,22 @@ class AllowedCodes(ValueFilter):
             value = extra_tags[self.tag_key]
         return codes.classify(value, self.allowed_codes(), self.data.get("ignore-case", False))
 
+    def request_stand_in(self, resources, record):
+        """{instance id: tags} standing in for what DescribeInstances does not show:
+        the request's tags for an instance EC2 shows no tags at all for (DescribeTags
+        included), or the tags DescribeTags shows when only it does."""
+        requested = events.request_tags(record) if record else {}
+        bare = [r["InstanceId"] for r in resources if not r.get("Tags")]
+        if not requested or not bare or self.tag_key is None:
+            return {}
+        client = local_session(self.manager.session_factory).client("ec2")
+        shown = instances.late_tags(self.manager, client, bare, None)
+        for instance_id in bare:
+            if instance_id in shown:
+                log.info("instance %s: EC2 shows its tags, the request's are not used",
+                         instance_id)
+        return {i: shown.get(i, requested) for i in bare}
+
     def process(self, resources, event=None):
         allowed = self.allowed_codes()
         if recheck.is_recheck(event):  # only a hold Broom recorded, judged by its record
@@ -151,8 +170,8 @@ class AllowedCodes(ValueFilter):
             resources = recheck.held_resources(hold, resources)
             event["detail"] = hold.record
         record = events.cloudtrail_record(event)
-        requested = events.request_tags(record) if record else {}
-        verdicts = [(r, self.violation(r, requested)) for r in resources]
+        stand_in = self.request_stand_in(resources, record)
+        verdicts = [(r, self.violation(r, stand_in.get(r["InstanceId"]))) for r in resources]
         suspects = [(r, verdict) for r, verdict in verdicts if verdict]
         missing = [r for r, verdict in suspects if verdict.reason == codes.MISSING]
         if not record:  # no event: DescribeInstances is authoritative for older ones
@@ -174,7 +193,7 @@ class AllowedCodes(ValueFilter):
         matched = []
         for r, verdict in suspects:
             if r["InstanceId"] in late:  # a tag shown only now: judge it again
-                verdict = self.violation(r, {**requested, **late[r["InstanceId"]]})
+                verdict = self.violation(r, late[r["InstanceId"]])
             if verdict is None:
                 log.info("instance %s: %s tag found after launch, compliant",
                          r["InstanceId"], self.tag_key)

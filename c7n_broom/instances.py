@@ -90,15 +90,15 @@ def current_states(manager, instance_ids):
 
 def late_tags(manager, client, instance_ids, key):
     """{instance id: {key: value}} for the ``key`` tags DescribeTags shows on these
-    instances. Without ec2:DescribeTags a warning says to add it, and what was read so
-    far is returned."""
+    instances (every tag when ``key`` is None). Without ec2:DescribeTags a warning says
+    to add it, and what was read so far is returned."""
     found = {}
     for batch in chunks(instance_ids, 100):
         try:
             pages = manager.retry(
                 client.describe_tags,
-                Filters=[{"Name": "resource-id", "Values": batch},
-                         {"Name": "key", "Values": [key]}])
+                Filters=[{"Name": "resource-id", "Values": batch}] + (
+                    [{"Name": "key", "Values": [key]}] if key is not None else []))
         except ClientError as e:
             if e.response["Error"]["Code"] in DENIED:
                 log.warning("cannot re-read tags (%s): add ec2:DescribeTags to the "
