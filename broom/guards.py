@@ -53,3 +53,40 @@ def scp_statements(admins=(), table=TABLE):
             "Resource": resource,
             "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(admins)}}})
     return statements
+
+
+#: What makes a role (or user) an exempt principal, or lets it act as one: creating
+#: it, changing who may assume it, and changing what it may do.
+ROLE_MINTING = ("iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy",
+                "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary",
+                "iam:DeleteRolePermissionsBoundary")
+USER_MINTING = ("iam:CreateUser", "iam:CreateAccessKey", "iam:CreateLoginProfile",
+                "iam:UpdateLoginProfile", "iam:PutUserPolicy", "iam:AttachUserPolicy",
+                "iam:AddUserToGroup", "iam:PutUserPermissionsBoundary",
+                "iam:DeleteUserPermissionsBoundary")
+
+
+def minting_statements(exempt_principals, admins=()):
+    """SCP statements that keep anyone but ``admins`` (ARN patterns) from creating,
+    re-trusting or granting to a role or user an exemption pattern names: without
+    them a developer allowed ``iam:CreateRole`` creates ``/dev/broom-break-glass``
+    and launches untagged. Whole-account exemptions name no IAM principal. Without
+    admins nobody in the organisation's member accounts may (the management account
+    is never bound by SCPs)."""
+    from c7n_broom import principals
+
+    roles, users = set(), set()
+    for pattern in exempt_principals:
+        for arn in principals.parse(pattern).arns:
+            (users if ":user/" in arn else roles).add(arn)
+    found = []
+    for sid, actions, resources in (("BroomDenyMintingExemptRoles", ROLE_MINTING, roles),
+                                    ("BroomDenyMintingExemptUsers", USER_MINTING, users)):
+        if not resources:
+            continue
+        statement = {"Sid": sid, "Effect": "Deny", "Action": list(actions),
+                     "Resource": sorted(resources)}
+        if admins:
+            statement["Condition"] = {"ArnNotLike": {"aws:PrincipalArn": list(admins)}}
+        found.append(statement)
+    return found

@@ -203,6 +203,35 @@ def schema_checker():
     return check_data
 
 
+def bare_name_exemptions(path, data):
+    """A warning per ``exempt-principals`` pattern that is a bare role name: it
+    exempts a role of that name at any path in any account, which anyone allowed
+    ``iam:CreateRole`` can create (unless ``broom scp``'s SCP is attached)."""
+    from c7n_broom import principals
+
+    warnings = []
+    for policy in data.get("policies") or ():
+        for action in (policy or {}).get("actions") or ():
+            if not isinstance(action, dict) or action.get("type") != "safe-terminate":
+                continue
+            for pattern in action.get("exempt-principals") or ():
+                if not isinstance(pattern, str) or principals.unexpanded(pattern):
+                    continue
+                try:
+                    exemption = principals.parse(pattern)
+                except ValueError:
+                    continue  # validation reports it
+                if not exemption.account and not pattern.startswith("arn:") \
+                        and "/" not in pattern:
+                    warnings.append(
+                        "%s: policy %s exempts %r, a role of that name at any path in any "
+                        "account: anyone allowed iam:CreateRole can create one. Exempt it "
+                        "by ARN (arn:aws:iam::ACCOUNT:role/PATH/%s) or reserved path, and "
+                        "attach the SCP of broom scp --admin ... (docs/security.md)" % (
+                            path, policy.get("name"), pattern, pattern))
+    return warnings
+
+
 def preflight(config_path, policy_paths, accounts=(), regions=()):
     """Check every (account, region, policy) as ``c7n-org run`` would deploy it."""
     from c7n.resources import load_available
@@ -220,6 +249,8 @@ def preflight(config_path, policy_paths, accounts=(), regions=()):
     for _, data in files:
         used.update(PLACEHOLDER.findall(yaml.safe_dump(data)))
         result.policies += len(data.get("policies") or ())
+    for path, data in files:
+        result.warnings.extend(bare_name_exemptions(path, data))
     result.accounts = len(targets)
     result.regions = len({r for _, region_list in targets for r in region_list})
     for account, region_list in targets:

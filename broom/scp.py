@@ -101,9 +101,11 @@ def _json(document, compact):
 def policy_scp(path, codes=None, state_guard=True, admins=()):
     """The SCP document for a Broom policy file; ``codes`` replaces the policy's.
 
-    With ``state_guard`` (the default) it also denies writing items of Broom's state
-    table to every principal but Broom's roles, in every account, and with ``admins``
-    (ARN patterns) reserves changes to the table to them (``broom.guards``)."""
+    It denies creating, re-trusting or granting to the roles and users the policy's
+    exemptions name, to everyone but ``admins`` (ARN patterns). With ``state_guard``
+    (the default) it also denies writing items of Broom's state table to every
+    principal but Broom's roles, in every account, and with ``admins`` reserves
+    changes to the table to them (``broom.guards``)."""
     rule = from_policy_file(path)
     if codes is None and rule.codes is None:
         raise ScpError("%s: its allowed-codes filter reads the codes with value_from when "
@@ -114,6 +116,7 @@ def policy_scp(path, codes=None, state_guard=True, admins=()):
                            "NAME)" % pattern)
     document = code_tag_scp(rule.codes if codes is None else codes, rule.key,
                             rule.exempt_principals, rule.ignore_case)
+    document["Statement"].extend(guards.minting_statements(rule.exempt_principals, admins))
     if state_guard:
         document["Statement"].extend(guards.scp_statements(admins))
     return document
