@@ -8,7 +8,10 @@ Slack, ``slack://ADDRESS``) with its own templates and transports.
 The message (c7n ``notify``'s, which c7n-mailer's ``sqs_queue_processor`` reads):
 the JSON ``{"policy", "action", "resources", "event", "account", "account_id",
 "region", "version", "execution_id", "execution_start"}``, zlib-compressed, base64
-encoded, with the SQS message attribute ``mtype`` = ``maidmsg/1.0``. ``action.to``
+encoded, with the SQS message attribute ``mtype`` = ``maidmsg/1.0``. It carries no
+more than a template needs: the policy's name, description and resource type (not
+its ``creators`` table), and the call, its time and who made it (not the access key
+id, source IP address, user agent or request parameters). ``action.to``
 holds the creator's address; ``resources`` the instances they launched, each with
 Broom's finding under ``c7n:broom-report`` (outcome, Code, cost: the JSON document's
 instance entry) when ``creator-report`` ran before this action.
@@ -118,16 +121,43 @@ def creator_address(creator, table, identity_center=True, domains=()):
     return ""
 
 
+#: What c7n-mailer's templates read of the policy: not its ``creators`` table (every
+#: address), its filters or its actions.
+POLICY_FIELDS = ("name", "description", "resource")
+#: What they read of the event: the call, when, and who made it; not the access key
+#: id, source IP address, user agent or request parameters.
+RECORD_FIELDS = ("eventName", "eventTime", "awsRegion", "recipientAccountId")
+IDENTITY_FIELDS = ("type", "arn", "accountId", "userName")
+
+
+def mail_policy(policy_data):
+    """The part of the policy a c7n-mailer message carries."""
+    return {k: policy_data[k] for k in POLICY_FIELDS if k in policy_data}
+
+
+def mail_event(event):
+    """The part of the event a c7n-mailer message carries (None without a record)."""
+    record = events.cloudtrail_record(event)
+    if record is None:
+        return None
+    detail = {k: record[k] for k in RECORD_FIELDS if k in record}
+    identity = record.get("userIdentity")
+    if isinstance(identity, dict):
+        detail["userIdentity"] = {k: identity[k] for k in IDENTITY_FIELDS if k in identity}
+    return {"detail": detail}
+
+
 def message(policy_data, account_id, region, event, to, resources, action=None,
             execution_id="", execution_start=0.0):
-    """The message c7n's ``notify`` action sends, for c7n-mailer (not yet packed)."""
+    """The message c7n's ``notify`` action sends, for c7n-mailer (not yet packed), with
+    no more of the policy and the event than its templates need."""
     action = dict(action or {})
     action.setdefault("type", "notify")
     action["to"] = list(to)
-    return {"event": event, "account_id": account_id, "account": account_id,
+    return {"event": mail_event(event), "account_id": account_id, "account": account_id,
             "version": version, "region": region, "execution_id": execution_id,
-            "execution_start": execution_start, "policy": policy_data, "action": action,
-            "resources": resources}
+            "execution_start": execution_start, "policy": mail_policy(policy_data),
+            "action": action, "resources": resources}
 
 
 def pack(data):
