@@ -2,12 +2,20 @@
 command against moto's server, then run the archive it published the way Lambda does.
 """
 import json
+import time
 
 import pytest
 
 from broom.local.aws import create_lambda_role, create_state_table
-from broom.local.deploy import code_sha256, custodian_run, invoke_deployed, published
-from broom.local.lambda_runner import archive_packages
+from broom.local.deploy import (
+    code_sha256,
+    custodian_run,
+    execution_env,
+    invoke_deployed,
+    published,
+)
+from broom.local.lambda_runner import archive_packages, run_archive
+from c7n_broom import items, recheck
 
 from e2e_support import (
     OTHER_REGION,
@@ -51,6 +59,8 @@ def first_deploy(local_aws, tmp_path_factory):
     create_lambda_role(local_aws)
     for region in REGIONS:
         create_state_table(local_aws.client("dynamodb", region=region))
+        local_aws.client("scheduler", region=region).create_schedule_group(
+            Name=recheck.SCHEDULE_GROUP)
     with lambda_rejects_duplicate_statement_ids():
         yield custodian_run(
             POLICY_FILE, tmp_path_factory.mktemp("deploy"), REGIONS, local_aws.env())
@@ -351,20 +361,30 @@ def test_held_instances_are_rechecked_by_the_schedule_the_archive_creates(deploy
     assert digest["MessageAttributes"]["broom.outcome"]["Value"] == "held-by-cap"
     scheduler = deployed.client("scheduler")
     [listed] = scheduler.list_schedules()["Schedules"]
-    schedule = scheduler.get_schedule(Name=listed["Name"])
+    schedule = scheduler.get_schedule(Name=listed["Name"], GroupName=recheck.SCHEDULE_GROUP)
     assert schedule["Target"]["Arn"] == "arn:aws:lambda:%s:%s:function:%s" % (
         REGION, ACCOUNT, FUNCTION)
     assert "Broom checks them again at" in digest["Message"]
 
     # An hour later EventBridge Scheduler invokes the function with the schedule's input;
-    # meanwhile the owner fixed one instance.
+    # meanwhile the owner fixed one instance. (The archive runs on the real clock: the
+    # hold Broom recorded is made due now, as an hour passing would.)
     ec2.create_tags(Resources=[ids[0]], Tags=[{"Key": "Code", "Value": "LOL"}])
     delivered = json.loads(schedule["Target"]["Input"])
-    envelope = {k: v for k, v in delivered.items() if k != "detail"}
-    rechecked = invoke_deployed(deployed, FUNCTION, delivered["detail"], REGION,
-                                envelope=envelope)
+    dynamodb = deployed.client("dynamodb")
+    dynamodb.update_item(TableName="broom-state", Key={"pk": {"S": recheck.hold_key(delivered)}},
+                         UpdateExpression="SET due = :now, expires = :expires",
+                         ExpressionAttributeValues={
+                             ":now": {"N": "%d" % time.time()},
+                             ":expires": {"N": "%d" % (time.time() + items.HOLD_TTL)}})
+    config, archive = published(deployed, FUNCTION, REGION)
+    rechecked = run_archive(archive, config["Handler"], delivered,  # as the scheduler does
+                            env=execution_env(deployed, config, REGION),
+                            timeout=config["Timeout"], function_name=FUNCTION,
+                            memory_mb=config["MemorySize"])
 
     assert rechecked.ok, rechecked.logs[-4000:]
-    assert states(ids, ec2) == dict({i: "terminated" for i in ids[1:]}, **{ids[0]: "running"})
+    assert states(ids, ec2) == dict({i: "terminated" for i in ids[1:]}, **{ids[0]: "running"}), (
+        rechecked.logs[-4000:])
     outcomes = [m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.emails()]
     assert outcomes == ["terminated"] * 20

@@ -106,7 +106,8 @@ def for_moto(document, without=None):
 
 _INSTANCE = "i-0123456789abcdef0"
 _SCHEDULE = ("scheduler", "create_schedule", {
-    "Name": "broom-recheck-probe", "ScheduleExpression": "at(2030-01-01T00:00:00)",
+    "Name": "broom-recheck-probe", "GroupName": recheck.SCHEDULE_GROUP,
+    "ScheduleExpression": "at(2030-01-01T00:00:00)",
     "FlexibleTimeWindow": {"Mode": "OFF"},
     "Target": {"Arn": "arn:aws:lambda:%s:%s:function:%s" % (REGION, ACCOUNT, FUNCTION),
                "RoleArn": "arn:aws:iam::%s:role/%s" % (ACCOUNT, recheck.SCHEDULER_ROLE)}})
@@ -162,6 +163,8 @@ def moto_denies():
             patch.setenv(name, "testing")
         with mock_aws():
             iam = boto3.client("iam", region_name=REGION)
+            boto3.client("scheduler", region_name=REGION).create_schedule_group(
+                Name=recheck.SCHEDULE_GROUP)
             allowed = user(iam, "probe-all", PROBES)
             lacking = {action: user(iam, "probe-%d" % n, set(PROBES) - {action})
                        for n, action in enumerate(PROBES)}
@@ -431,7 +434,9 @@ class Run:
                   {states[i] for i in ids["second"]} == {"running"}
                   and {tuple(reported(i)) for i in ids["second"]} == {("held-by-cap",)},
                   sorted({(states[i],) + tuple(reported(i)) for i in ids["second"]}))
-            schedule = recheck.schedule_name(self.records["second"]["eventID"], 0)
+            schedule = recheck.schedule_name(recheck.new_key(
+                FUNCTION[len("custodian-"):], ACCOUNT, REGION,
+                self.records["second"]["eventID"], 0))
             check("held instances' re-check scheduled", schedule in schedules, schedule)
             counts = {len(reports.get(i, ())) for i in ids["first"] + ids["second"]}
             check("repeated event not reported again", counts == {1}, sorted(counts))
@@ -475,6 +480,7 @@ def account(local_aws, tmp_path_factory):
     iam.create_role(RoleName=recheck.SCHEDULER_ROLE, AssumeRolePolicyDocument=json.dumps(
         cfn_templates.resolve(scheduler["Properties"]["AssumeRolePolicyDocument"], REFS)))
     create_state_table(local_aws.client("dynamodb"))
+    local_aws.client("scheduler").create_schedule_group(Name=recheck.SCHEDULE_GROUP)
     create_dead_letter_queue(local_aws.client("sqs"))
     inbox = server_inbox(local_aws)
     custodian_run(POLICY_FILE, tmp_path_factory.mktemp("deploy"), [REGION], local_aws.env())
