@@ -128,17 +128,17 @@ class SafeTerminate(EventAction, Terminate):
         delay = self.data.get("recheck-after", recheck.DEFAULT_DELAY)
         settings = self.settings()
         creators, unresolved = sweep.creators(resources)
-        by_id = {r["InstanceId"]: r for r in resources}
+        by_id, table = {r["InstanceId"]: r for r in resources}, state.for_element(self)
         if creators:  # a sweep: each instance its own creator, no event to re-check
             settings = dataclasses.replace(settings, unit="one sweep")
             held_note = lambda held: sweep.NEXT_SWEEP  # noqa: E731
         else:
             held_note = lambda held: recheck.schedule_held(  # noqa: E731
                 event, {i: instances.launch_marker(by_id[i]) for i in held}, delay,
-                self.manager.retry, state.for_element(self), self.manager.data.get("name"))
+                self.manager.retry, table, self.manager.data.get("name"))
         hold, rechecked = None, set()
         if recheck.is_recheck(event):  # only what a recorded, due hold holds
-            hold = recheck.verified(state.for_element(self), event)
+            hold = recheck.verified(table, event)
             rechecked = {r["InstanceId"] for r in recheck.held_resources(hold, resources)
                          } if hold else set()
             for r in resources:
@@ -165,7 +165,7 @@ class SafeTerminate(EventAction, Terminate):
             for r in doomed:
                 r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         if hold:
-            recheck.settle(state.for_element(self), hold)
+            recheck.settle(table, hold)
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
     def count(self, principal, n):
