@@ -114,9 +114,16 @@ def policy_scp(path, codes=None, state_guard=True, admins=()):
         if not pattern.startswith("arn:") or len(pattern.split(":", 5)) != 6:
             raise ScpError("--admin %r is not an IAM ARN pattern (arn:aws:iam::*:role/"
                            "NAME)" % pattern)
-    document = code_tag_scp(rule.codes if codes is None else codes, rule.key,
-                            rule.exempt_principals, rule.ignore_case)
-    document["Statement"].extend(guards.minting_statements(rule.exempt_principals, admins))
+    return guarded(code_tag_scp(rule.codes if codes is None else codes, rule.key,
+                                rule.exempt_principals, rule.ignore_case),
+                   rule.exempt_principals, state_guard, admins)
+
+
+def guarded(document, exempt_principals, state_guard=True, admins=()):
+    """``document`` (``code_tag_scp``'s) with the statements that guard Broom itself
+    (``broom.guards``): no minting of exempt principals, and with ``state_guard`` no
+    writes to Broom's state table but Broom's roles'."""
+    document["Statement"].extend(guards.minting_statements(exempt_principals, admins))
     if state_guard:
         document["Statement"].extend(guards.scp_statements(admins))
     return document
