@@ -8,8 +8,10 @@ filter (its ``violation()``, the code the Lambda runs: codes, overrides,
 ``ignore-case``), fed what the Lambda would have seen: the tags EC2 reports on each
 instance in a RunInstances response (launch templates tag there; for a fleet, the
 RunInstances records EC2 Fleet made for it), the ``aws:ec2:fleet-id`` tag EC2 puts on
-an instant fleet's instances, the request's tags, and for an instance with no Code at
-all, the first ``CreateTags`` on it within ``grace-seconds``. What Broom would have
+an instant fleet's instances, the request's tags (only for an instance EC2 reports no
+tags for, as in the Lambda), less what a ``DeleteTags`` removed within
+``grace-seconds``, and for an instance with no Code at all, the first ``CreateTags`` on
+it within ``grace-seconds``. What Broom would have
 done comes from ``c7n_broom.decisions.plan`` with the policy's ``safe-terminate``
 settings (exemptions, fleets, report-only, the cap counted per principal over
 ``cap-period`` as Broom's state table counts it). The SCP answer comes from
@@ -124,8 +126,9 @@ def load_rule(path, variables=None, account_id=None, region=None):
             settings = None
         try:
             rule = scp.rule_of(policy)
-            document = scp.code_tag_scp(rule.codes, rule.key, rule.exempt_principals,
-                                        rule.ignore_case)
+            document = scp.guarded(scp.code_tag_scp(rule.codes, rule.key,
+                                                    rule.exempt_principals, rule.ignore_case),
+                                   rule.exempt_principals)
         except scp.ScpError as e:
             raise WhatifError("%s: %s" % (path, e))
         data = terminator.data if terminator is not None else {}
@@ -246,7 +249,9 @@ class Judge:
         resources, found = [], {}
         for instance_id in launch.tag_calls:
             item = shown.get(instance_id, {})
-            tags = dict(_tags(item), **fleet_tags)
+            calls = launch.tag_calls.get(instance_id, ())
+            seen, stand_in = _seen_tags(_tags(item), requested, calls, launch.grace)
+            tags = dict(seen, **fleet_tags)
             resource = {
                 "InstanceId": instance_id,
                 "State": {"Name": "pending"},
@@ -258,22 +263,22 @@ class Judge:
             if item.get("spotInstanceRequestId"):
                 resource["InstanceLifecycle"] = "spot"
                 resource["SpotInstanceRequestId"] = item["spotInstanceRequestId"]
-            verdict = check.violation(resource, requested)
+            verdict = check.violation(resource, stand_in)
             seen = "at launch"
-            late = _late_code(launch.tag_calls.get(instance_id, ()), key)
+            late = _late_code(calls, key, _deleted_at(calls, key, launch.grace))
             if verdict is not None and verdict.reason == codes.MISSING and late and (
                     late[0] <= launch.grace):
-                verdict = check.violation(resource, dict(requested, **{key: late[1]}))
+                verdict = check.violation(resource, dict(stand_in, **{key: late[1]}))
                 seen = "set by CreateTags %ds after launch" % late[0]
-            found[instance_id] = (resource, verdict, seen, late)
+            found[instance_id] = (resource, verdict, seen, late, stand_in)
             if verdict is not None:
                 resource[codes.ANNOTATION] = verdict.as_dict()
                 resources.append(resource)
         plan = self.plan(resources, record, creator, account, launch.when)
         listed = []
-        for instance_id, (resource, verdict, seen, late) in found.items():
+        for instance_id, (resource, verdict, seen, late, stand_in) in found.items():
             fleet = fleet_of(resource, persistent)
-            value = _code(check, resource, requested, key, late, launch.grace)
+            value = _code(check, resource, stand_in, key, late, launch.grace)
             entry = {"instance_id": instance_id, "code": value,
                      "fleet": "%s %s" % fleet if fleet else None}
             if verdict is None:
@@ -366,10 +371,41 @@ def _persistent_spot(records):
                      if isinstance(i.get("spotInstanceRequestId"), str))
 
 
-def _late_code(calls, key):
-    """(seconds after launch, value) of the first CreateTags that set ``key``."""
+def _seen_tags(shown, requested, calls, grace):
+    """(tags, stand-in) as the Lambda sees an instance: the tags EC2 reported on it at
+    launch (the request's when its response reports none: tag-on-create sets them),
+    less what a ``DeleteTags`` removed within ``grace`` seconds (Broom looks while
+    the event reaches it and, for a missing Code, for that long). As in the Lambda
+    (``AllowedCodes.request_stand_in``), the request's tags stand in only when EC2
+    shows no tags at all: then ``stand-in`` is the request's tags, else {}."""
+    tags = dict(shown or requested)
     for after, call, changed in calls:
-        if call == "CreateTags" and changed and key in changed:
+        if call != "DeleteTags" or after > grace:
+            continue
+        if changed is None:  # a DeleteTags without tags deletes every user tag
+            tags = {k: v for k, v in tags.items() if k.startswith("aws:")}
+            continue
+        for deleted, value in changed.items():
+            if deleted in tags and value in (None, tags[deleted]):
+                del tags[deleted]
+    return (tags, {}) if tags else ({}, requested)
+
+
+def _deleted_at(calls, key, grace):
+    """Seconds after launch of the last ``DeleteTags`` within ``grace`` that could
+    remove ``key`` (0 when none did)."""
+    found = 0
+    for after, call, changed in calls:
+        if call == "DeleteTags" and after <= grace and (changed is None or key in changed):
+            found = after
+    return found
+
+
+def _late_code(calls, key, since=0):
+    """(seconds after launch, value) of the first CreateTags that set ``key``, at or
+    after ``since`` seconds."""
+    for after, call, changed in calls:
+        if call == "CreateTags" and changed and key in changed and after >= since:
             return int(after), changed[key] if changed[key] is not None else ""
     return None
 

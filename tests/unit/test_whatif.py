@@ -135,8 +135,9 @@ def test_a_wrong_code_set_after_launch_is_judged_as_set(tmp_path, ids):
 
 
 def test_a_code_deleted_after_launch_does_not_change_the_launch_verdict(tmp_path, ids):
-    """The Lambda judges a tagged launch at once; removing the tag later is the
-    tag-change policy's business (report-only)."""
+    """Deleting the only tag leaves EC2 showing none: the request's tags stand in, as
+    in the Lambda; the tag-change policy sees the DeleteTags (test_whatif_tag_truth.py
+    has a Code deleted among other tags)."""
     log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL"}),
                         delete_tags([ids[0]], ["Code"], 2)])
     _, document, _ = whatif(tmp_path)
