@@ -14,6 +14,8 @@ item ``pk``    what it records                                 written with
 ``count#``     terminations by principal X in a time window    UpdateItem ADD
 ``sweep#``     a sweep's creator of instance I, and when it    BatchWriteItem
                was first reported (``c7n_broom.sweep``)
+``hold#``      instances the cap held, their launch markers,   PutItem, absent only;
+               the launch record, when due (``recheck``)       UpdateItem to settle
 =============  ==============================================  =======================
 
 Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB
