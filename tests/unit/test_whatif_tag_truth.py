@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from broom.cli import cli
 
+from support import delete_tags as delete_ec2_tags
+from support import launch, load_policy, policy_file, run_instances_event, states
 from trail import create_tags, delete_tags, instance_id, log_file, run_instances
 
 
@@ -63,3 +65,28 @@ def test_the_request_does_not_stand_in_when_ec2_reports_other_tags(tmp_path):
     log_file(tmp_path, [run_instances([i], 0, tags={"Code": "LOL"},
                                       response_tags={"Name": "web"})])
     assert verdicts(tmp_path)[i] == ("violation", "terminate")
+
+
+def test_whatif_and_the_lambda_agree_on_codes_deleted_right_after_launch(inbox, tmp_path):
+    """The shipped policy runs in mock_aws on each launch's event after the Code was
+    deleted; whatif reads the same records. A Code deleted among other tags is
+    missing to both; deleting the only tag leaves the request standing in for both."""
+    policy = load_policy(policy_file()["policies"][0])
+    among, = launch(tags={"Code": "LOL", "Name": "web"})
+    only, = launch(tags={"Code": "LOL"})
+    delete_ec2_tags([among, only], {"Code": "LOL"})
+    events = [run_instances_event([among], tags={"Code": "LOL", "Name": "web"}),
+              run_instances_event([only], tags={"Code": "LOL"})]
+    for event in events:
+        policy.push(event)
+    records = [e["detail"] for e in events]
+    deletions = [delete_tags([i], ["Code"], 0) for i in (among, only)]
+    for record, deletion in zip(records, deletions, strict=True):
+        deletion["eventTime"] = record["eventTime"]
+    log_file(tmp_path, records + deletions)
+
+    outcomes = {m["MessageAttributes"]["broom.instance_id"]["Value"]:
+                m["MessageAttributes"]["broom.outcome"]["Value"] for m in inbox.messages()}
+    assert states([among, only]) == {among: "terminated", only: "running"}
+    assert outcomes == {among: "terminated"}
+    assert verdicts(tmp_path) == {among: ("violation", "terminate"), only: ("compliant", "none")}
