@@ -134,13 +134,26 @@ def test_a_wrong_code_set_after_launch_is_judged_as_set(tmp_path, ids):
     assert verdicts(document)[ids[0]] == ("violation", "terminate", "deny")
 
 
-def test_a_code_deleted_after_launch_does_not_change_the_launch_verdict(tmp_path, ids):
-    """The Lambda judges a tagged launch at once; removing the tag later is the
+def test_a_code_deleted_after_the_grace_period_does_not_change_the_launch_verdict(
+        tmp_path, ids):
+    """The Lambda has judged the launch by then; removing the tag later is the
     tag-change policy's business (report-only)."""
+    log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL"}),
+                        delete_tags([ids[0]], ["Code"], 12)])
+    _, document, _ = whatif(tmp_path)
+    assert verdicts(document)[ids[0]] == ("compliant", "none", "allow")
+
+
+def test_a_code_deleted_within_the_grace_period_is_judged_missing(tmp_path, ids):
+    """EC2's tags win over the request's: the request's Code does not stand in for
+    one EC2 no longer shows."""
     log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL"}),
                         delete_tags([ids[0]], ["Code"], 2)])
     _, document, _ = whatif(tmp_path)
-    assert verdicts(document)[ids[0]] == ("compliant", "none", "allow")
+    assert verdicts(document)[ids[0]] == ("violation", "terminate", "allow")
+    [launch] = document["launches"]
+    assert launch["instances"][0]["reason"] == (
+        "no Code tag (DeleteTags removed it 2s after launch)")
 
 
 def test_fleets_left_to_their_group_and_not_subject_to_the_scp(tmp_path, ids):
