@@ -4,7 +4,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from broom.whatif import evaluate, output, sources, stream
+from broom.whatif import evaluate, output, sources, stream, workers
 
 OK, USAGE, SKIPPED = 0, 1, 2
 
@@ -25,6 +25,10 @@ class WhatifOptions:
     athena_workgroup: str | None
     athena_sql: bool
     reorder_window: int = stream.DEFAULT_LATENESS
+    #: Worker processes reading files (None: one per core).
+    jobs: int | None = None
+    #: Bytes a file may expand to.
+    max_file_size: int = sources.DEFAULT_LIMIT
 
 
 def run_whatif(options, echo):
@@ -67,11 +71,15 @@ def run_whatif(options, echo):
             for source in options.sources:
                 if not sources.is_s3(source) and not _exists(source):
                     return fail("no such file or folder: %s" % source)
-            files = sources.read_sources(options.sources, s3_client)
         selection = stream.Selection(since or None, until or None,
                                      frozenset(options.accounts), frozenset(options.regions),
                                      rule.grace + stream.WATCH_AFTER_GRACE,
                                      rule.launch_calls)
+        if not options.athena_table:
+            files = workers.read_all(
+                sources.read_sources(options.sources, s3_client, options.max_file_size),
+                selection.pick, options.max_file_size,
+                options.jobs or workers.default_jobs())
         return simulate(rule, files, selection, options, echo)
     except (evaluate.WhatifError, AthenaError, DemoError, AwsSetupError) as e:
         return fail(e)
@@ -126,6 +134,9 @@ def simulate(rule, files, selection, options, echo):
         skipped, stats = stream.simulate(files, selection, rule.grace,
                                          lambda launch: out.launch(judge(launch)),
                                          options.reorder_window, on_file)
+    except workers.BrokenProcessPool:
+        raise evaluate.WhatifError("a process reading the files died (out of memory?): "
+                                   "try a smaller --jobs or --max-file-size")
     except (NoCredentialsError, PartialCredentialsError) as e:
         raise AwsSetupError("no AWS credentials to read the sources (set AWS_PROFILE or "
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): %s" % e)
