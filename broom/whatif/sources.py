@@ -176,18 +176,18 @@ def scan(label, open_chunks, keep, limit=DEFAULT_LIMIT):
     when the file has to be read whole); ``keep(record)`` says what to keep of a
     record that names one of NAMES (None: nothing). Returns a Read or a Skipped."""
     try:
+        whole_limit = limit // WHOLE_SHARE
         try:
-            return _stream(label, blocks(open_chunks(), limit), keep)
+            return _stream(label, blocks(open_chunks(), limit), keep, whole_limit)
         except _Unusual:
             pass
-        whole_limit = limit // WHOLE_SHARE
         try:
             raw = b"".join(blocks(open_chunks(), whole_limit))
         except TooLarge:
-            return Skipped(label, "is not laid out as CloudTrail writes its log files, and "
-                                  "is larger than %s, the most such a file is read whole "
-                                  "(--max-file-size / %d)" % (_size(whole_limit),
-                                                               WHOLE_SHARE))
+            return Skipped(label, "is not laid out as CloudTrail writes its log files (or "
+                                  "holds a record larger than %s), and is larger than that, "
+                                  "the most such a file is read whole (--max-file-size / %d)"
+                           % (_size(whole_limit), WHOLE_SHARE))
         return _whole(label, raw, keep)
     except TooLarge:
         return Skipped(label, "expands to more than %s (--max-file-size)" % _size(limit))
@@ -201,8 +201,9 @@ def _size(n):
     return "%d MB" % (n // MB) if n >= MB else "%d bytes" % n
 
 
-def _stream(label, text, keep):
-    """A file in CloudTrail's layout, block by block (raises _Unusual otherwise)."""
+def _stream(label, text, keep, longest):
+    """A file in CloudTrail's layout, block by block (raises _Unusual otherwise, and
+    for a record longer than ``longest`` bytes)."""
     buffer = b""
     for block in text:
         buffer += block
@@ -223,9 +224,13 @@ def _stream(label, text, keep):
     read = Read(label, 0)
     first = True
     pending = [buffer]  # the text not judged yet, in pieces
+    size = len(buffer)
     for block in text:
+        size += len(block)
         if not boundary.search(pending[-1][-overlap:] + block):
             pending.append(block)  # still inside one record
+            if size > longest:
+                raise _Unusual()
             continue
         buffer = b"".join(pending) + block
         # cut before the last record that starts in the buffer: all before it is whole
@@ -234,7 +239,7 @@ def _stream(label, text, keep):
             _block(buffer[:starts[-1]], starts[:-1], first, False, boundary, names, events,
                    keep, read)
             buffer, first = buffer[starts[-1]:], False
-        pending = [buffer]
+        pending, size = [buffer], len(buffer)
     buffer = b"".join(pending)
     del pending
     starts = [m.start() for m in boundary.finditer(buffer)]

@@ -152,10 +152,44 @@ def test_a_file_in_another_layout_is_read_whole_only_up_to_a_share_of_the_limit(
     assert 62_500 < (tmp_path / "list.json").stat().st_size < 1_000_000
     status, stdout, stderr = whatif("--json", "--max-file-size", "1", tmp_path)
     assert status == 2 and launches_in(stdout) == {}
-    assert ("list.json: is not laid out as CloudTrail writes its log files, and is larger "
-            "than 62500 bytes, the most such a file is read whole") in stderr
+    assert ("list.json: is not laid out as CloudTrail writes its log files (or holds a "
+            "record larger than 62500 bytes), and is larger than that, the most such a "
+            "file is read whole (--max-file-size / 16)") in stderr
     status, stdout, _ = whatif("--json", tmp_path)
     assert status == 0 and list(launches_in(stdout)) == [iid]
+
+
+def test_a_record_larger_than_a_share_of_the_limit_is_not_held(tmp_path):
+    """A file in CloudTrail's layout whose record never ends (a gzip bomb shaped
+    like a log file): block by block, it is given up once the record passes
+    --max-file-size / 16, not held up to the whole limit."""
+    iid = instance_id()
+    raw = compact([run_instances([iid], 0), other_event(1)])
+    head = raw[:raw.rindex(b'{"eventVersion"')] + b'{"eventVersion":"1.08","x":"'
+    (tmp_path / "bomb.json.gz").write_bytes(gzip.compress(head + b"a" * 20_000_000 + b'"}]}'))
+    held = []
+    original = sources._stream
+
+    def stream(label, text, keep, longest):
+        def counted():
+            for block in text:
+                held.append(len(block))
+                yield block
+        return original(label, counted(), keep, longest)
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(sources, "_stream", stream)
+    try:
+        got = sources.decode((tmp_path / "bomb.json.gz").read_bytes(), "bomb", ec2_ids,
+                             limit=16_000_000)
+    finally:
+        monkey.undo()
+    assert isinstance(got, sources.Skipped) and "larger than 1 MB" in got.why
+    assert sum(held) <= 1_000_000 + 2 * sources.BLOCK  # of 20 MB
+    # under a larger limit it is read, and the launch before it found
+    got = sources.decode((tmp_path / "bomb.json.gz").read_bytes(), "bomb", ec2_ids,
+                         limit=400_000_000)
+    assert got.count == 2 and len(got.kept) == 1
 
 
 def test_lookup_events_with_cloudtrail_event_objects_are_read(tmp_path):
