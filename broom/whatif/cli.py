@@ -78,7 +78,7 @@ def run_whatif(options, echo):
         if not options.athena_table:
             files = workers.read_all(
                 sources.read_sources(options.sources, s3_client, options.max_file_size),
-                selection.pick, options.max_file_size,
+                selection.take, options.max_file_size,
                 options.jobs or workers.default_jobs())
         return simulate(rule, files, selection, options, echo)
     except (evaluate.WhatifError, AthenaError, DemoError, AwsSetupError) as e:

@@ -16,7 +16,7 @@ array of records under ``Records``, or of ``lookup-events`` items under ``Events
 each starting with the same key) is read as a stream of blocks, and within a block
 only the records that name one of ``NAMES`` are decoded: the others are counted, never
 parsed. The block's layout is checked first, at the speed of bytes operations
-(:func:`_layout_ok`): every record boundary found must be a record of the array, so a
+(:func:`_layout`): every record boundary found must be a record of the array, so a
 record cannot be hidden inside another, nor one forged from a value nested in another.
 A file in any other layout, or that fails the check, is decoded whole, which only
 files up to ``limit // WHOLE_SHARE`` bytes may be (the Python objects of a decoded
@@ -218,8 +218,7 @@ def _stream(label, text, keep, longest):
         if buffer[match.end():].strip(WHITESPACE) != b"}":
             raise _Unusual()
         return Read(label, 0)
-    boundary = re.compile(rb'\{[ \t\r\n]{0,256}"%s"' % re.escape(match.group(2)))
-    overlap = 300 + len(match.group(2))
+    starts = _Starts(match.group(2))
     names = NAMES if events else tuple(b'"%s"' % name for name in NAMES)
     read = Read(label, 0)
     first = True
@@ -227,45 +226,86 @@ def _stream(label, text, keep, longest):
     size = len(buffer)
     for block in text:
         size += len(block)
-        if not boundary.search(pending[-1][-overlap:] + block):
+        if not starts.pattern.search(pending[-1][-starts.overlap:] + block):
             pending.append(block)  # still inside one record
             if size > longest:
                 raise _Unusual()
             continue
         buffer = b"".join(pending) + block
         # cut before the last record that starts in the buffer: all before it is whole
-        starts = [m.start() for m in boundary.finditer(buffer)]
-        if starts[-1] > 0:
-            _block(buffer[:starts[-1]], starts[:-1], first, False, boundary, names, events,
-                   keep, read)
-            buffer, first = buffer[starts[-1]:], False
+        cut = starts.last(buffer)
+        if cut > 0:
+            _block(buffer[:cut], first, False, starts, names, events, keep, read)
+            buffer, first = buffer[cut:], False
         pending, size = [buffer], len(buffer)
     buffer = b"".join(pending)
     del pending
-    starts = [m.start() for m in boundary.finditer(buffer)]
-    _block(buffer, starts, first, True, boundary, names, events, keep, read)
+    _block(buffer, first, True, starts, names, events, keep, read)
     return read
 
 
-def _block(text, starts, first, last, boundary, names, events, keep, read):
-    """The whole records of ``text`` (starting at ``starts``): counted, and those
-    naming one of ``names`` decoded and kept."""
-    if not _layout_ok(text, boundary, len(starts), first, last):
-        raise _Unusual()
-    read.count += len(starts)
-    hits = set()
-    for name in names:
-        at = text.find(name)
-        while at != -1:
-            index = bisect_right(starts, at) - 1
-            if index < 0:
-                raise _Unusual()  # a name before the first record
-            hits.add(index)
-            at = text.find(name, starts[index + 1]) if index + 1 < len(starts) else -1
-    for index in sorted(hits):
-        end = starts[index + 1] if index + 1 < len(starts) else len(text)
-        piece = text[starts[index]:end].rstrip(WHITESPACE + b",")
-        if last and index == len(starts) - 1:  # the array's and the document's end
+class _Starts:
+    """Where the records of a file start: ``{"KEY"``, KEY the first key of its
+    first record (with whitespace in an indented file)."""
+
+    def __init__(self, key):
+        self.compact = b'{"%s"' % key
+        self.pattern = re.compile(rb'\{[ \t\r\n]{0,256}"%s"' % re.escape(key))
+        self.overlap = 300 + len(key)
+
+    def last(self, text):
+        """Where the last record starting in ``text`` starts (-1: none)."""
+        at = text.rfind(self.compact)
+        if at != -1 and self.pattern.search(text, at + 1) is None:
+            return at
+        found = [m.start() for m in self.pattern.finditer(text)]
+        return found[-1] if found else -1
+
+    def spans(self, text, compact, names):
+        """(start, end) of each record of ``text`` that contains one of ``names``, in
+        order; ``compact``: every record of ``text`` starts as CloudTrail writes it."""
+        found = {}
+        if compact:  # bytes searches only
+            for name in names:
+                at = text.find(name)
+                while at != -1:
+                    start = text.rfind(self.compact, 0, at)
+                    if start == -1:
+                        raise _Unusual()  # a name before the first record
+                    end = text.find(self.compact, at)
+                    end = len(text) if end == -1 else end
+                    found[start] = end
+                    at = text.find(name, end)
+            return sorted(found.items())
+        starts = [m.start() for m in self.pattern.finditer(text)]
+        for name in names:
+            at = text.find(name)
+            while at != -1:
+                index = bisect_right(starts, at) - 1
+                if index < 0:
+                    raise _Unusual()
+                end = starts[index + 1] if index + 1 < len(starts) else len(text)
+                found[starts[index]] = end
+                at = text.find(name, end) if end < len(text) else -1
+        return sorted(found.items())
+
+
+def _block(text, first, last, starts, names, events, keep, read):
+    """The whole records of ``text``: counted, and those naming one of ``names``
+    decoded and kept."""
+    compact = True
+    records = _layout(text, starts.compact, None, first, last)  # as CloudTrail writes
+    if records is None:
+        compact = False
+        records = _layout(text, None, starts.pattern, first, last)
+        if records is None:
+            raise _Unusual()
+    read.count += records
+    if not records:
+        return
+    for start, end in starts.spans(text, compact, names):
+        piece = text[start:end].rstrip(WHITESPACE + b",")
+        if last and end == len(text):  # the array's and the document's end
             piece = piece[:-1].rstrip(WHITESPACE)
             if piece[-1:] != b"]":
                 raise _Unusual()
@@ -282,26 +322,31 @@ def _block(text, starts, first, last, boundary, names, events, keep, read):
                 read.kept.append(value)
 
 
-def _layout_ok(text, boundary, records, first, last):
-    """True when ``text`` is ``records`` whole JSON objects, each starting at a match
-    of ``boundary`` and none inside another (with the array's start and end when
-    ``first`` and ``last``). Checked without decoding: record starts become a mark,
-    escapes, then everything but quotes and brackets, then strings go; what is left
-    must reduce to one ``mark}`` per record, pairs of brackets removed from the
-    inside out."""
+def _layout(text, start, pattern, first, last):
+    """How many records ``text`` holds when it is whole JSON objects, each starting
+    with the bytes ``start`` (or a match of ``pattern``) and none inside another
+    (with the array's start and end when ``first`` and ``last``); None when it is
+    not. Checked without decoding: record starts become a mark; escapes, then
+    everything but quotes and brackets, then strings go; what is left must reduce to
+    one ``mark}`` per record, pairs of brackets removed from the inside out. (A
+    record start written otherwise than ``start`` is left as a nested object, so
+    the check fails: the caller then tries ``pattern``.)"""
     if b"\x00" in text:
-        return False  # not in valid JSON text: it is the mark
-    marked, found = boundary.subn(b"\x00", text)
-    if found != records:
-        return False
-    shape = marked.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP)
-    shape = _STRING.sub(b"", shape.replace(b'""', b""))
+        return None  # not in valid JSON text: it is the mark
+    shape = text.replace(start, b"\x00") if start else pattern.sub(b"\x00", text)
+    if b"\\" in shape:  # (a one-byte search is much faster than a two-byte one)
+        shape = shape.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = shape.translate(None, _DROP).replace(b'""', b"")
+    if b'"' in shape:
+        shape = _STRING.sub(b"", shape)
     while True:
         smaller = shape.replace(b"{}", b"").replace(b"[]", b"")
         if smaller == shape:
             break
         shape = smaller
-    return shape == (b"{[" if first else b"") + b"\x00}" * records + (b"]}" if last else b"")
+    records = shape.count(b"\x00")
+    expected = (b"{[" if first else b"") + b"\x00}" * records + (b"]}" if last else b"")
+    return records if shape == expected else None
 
 
 def _whole(label, raw, keep):

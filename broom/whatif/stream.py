@@ -75,6 +75,18 @@ class Selection:
             return None
         return when.timestamp(), record
 
+    def take(self, record):
+        """(epoch seconds, record, digest of its content) when the simulation needs
+        the record, else None: what the processes reading files hand over."""
+        picked = self.pick(record)
+        return None if picked is None else picked + (digest(record),)
+
+
+def digest(record):
+    """What tells a record's content from another's, whatever its keys' order."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
+                           digest_size=16).digest()
+
 
 class Reorder:
     """Releases records in time order once the newest time seen is ``lateness``
@@ -278,9 +290,9 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
             else:
                 stats["records"] += len(item.records)
                 picked = (p for p in map(pick, item.records) if p is not None)
-            for when, record in picked:
+            for when, record, *content in picked:
                 stats["selected"] += 1
-                seen.check(when, record)
+                seen.check(when, record, *content)
                 for when_due, due in reorder.push(when, record):
                     handle(when_due, due)
         if on_file:
@@ -316,17 +328,16 @@ class EventIds:
         self.conflicts = 0
         self.examples = []
 
-    def check(self, when, record):
+    def check(self, when, record, content=None):
         event_id = record.get("eventID")
         if not isinstance(event_id, str):
             return
-        digest = hashlib.blake2b(orjson.dumps(
-            record, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+        content = content or digest(record)
         known = self.digests.get(event_id)
         if known is None:
-            self.digests[event_id] = digest
+            self.digests[event_id] = content
             heapq.heappush(self.order, (when, event_id))
-        elif known != digest:
+        elif known != content:
             self.conflicts += 1
             if len(self.examples) < self.EXAMPLES and event_id not in self.examples:
                 self.examples.append(event_id)
