@@ -177,12 +177,14 @@ def speed(args):
 
 def bomb(folder, megabytes):
     """A gzip of about ``megabytes`` MB that expands a thousandfold: a log file's
-    start, then members of nothing but spaces (gzip inflates members one after
-    another), then its end."""
+    start and first record, then members of nothing but spaces (gzip inflates
+    members one after another; JSON allows any whitespace between records), then its
+    end: a valid log file of GBs."""
     member = gzip.compress(b" " * 64_000_000, compresslevel=9)
     count = max(1, megabytes * 1_000_000 // len(member))
-    head = gzip.compress(b'{"Records":[')
-    tail = gzip.compress(b"]}")
+    first = compact(records_of(random.Random(1), 1, 60, 0, 1))[:-2]
+    head = gzip.compress(first + b",")
+    tail = gzip.compress(compact(records_of(random.Random(2), 1, 60, 0, 1))[12:])
     with open(Path(folder) / "bomb.json.gz", "wb") as f:
         f.write(head)
         for _ in range(count):
@@ -211,7 +213,7 @@ def small_files(folder, count):
         sub = Path(folder) / ("%03d" % (number // per_folder))
         if number % per_folder == 0:
             sub.mkdir()
-        records = records_of(rng, 3, 86400, number, count)
+        records = records_of(rng, 3, 30, number * 25, 1)
         (sub / ("%06d_CloudTrail.json.gz" % number)).write_bytes(
             zlib.compress(compact(records), 1, 31))
     return count * 3

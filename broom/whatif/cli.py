@@ -137,6 +137,9 @@ def simulate(rule, files, selection, options, echo):
     except workers.BrokenProcessPool:
         raise evaluate.WhatifError("a process reading the files died (out of memory?): "
                                    "try a smaller --jobs or --max-file-size")
+    except MemoryError:
+        raise evaluate.WhatifError("out of memory: try a smaller --jobs or "
+                                   "--max-file-size, or a smaller --reorder-window")
     except (NoCredentialsError, PartialCredentialsError) as e:
         raise AwsSetupError("no AWS credentials to read the sources (set AWS_PROFILE or "
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): %s" % e)
