@@ -31,7 +31,7 @@ from pathlib import Path
 
 import orjson
 
-#: orjson makes broom whatif about a quarter faster than json (benchmarks/whatif.py).
+#: orjson: the records whatif needs are decoded with it (benchmarks/whatif.py).
 loads = orjson.loads
 JSONError = (ValueError,)  # orjson.JSONDecodeError and json's are ValueErrors
 
@@ -48,8 +48,9 @@ DEFAULT_LIMIT = 256 * MB
 WHOLE_SHARE = 16
 BLOCK = 4 * MB
 
-#: The event names whatif reads (stream.NAMES): a record that does not contain one
-#: of them, quoted, is not decoded.
+#: The event source and names whatif reads (stream.EC2, stream.NAMES): a record that
+#: does not contain the source and one of the names, quoted, is not decoded.
+SOURCE = b"ec2.amazonaws.com"
 NAMES = (b"RunInstances", b"CreateFleet", b"CreateTags", b"DeleteTags")
 WHITESPACE = b" \t\r\n"
 _HEAD = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"(Records|Events)"[ \t\r\n]*:[ \t\r\n]*\['
@@ -219,7 +220,7 @@ def _stream(label, text, keep, longest):
             raise _Unusual()
         return Read(label, 0)
     starts = _Starts(match.group(2))
-    names = NAMES if events else tuple(b'"%s"' % name for name in NAMES)
+    names = (SOURCE,) + NAMES if events else tuple(b'"%s"' % n for n in (SOURCE,) + NAMES)
     read = Read(label, 0)
     first = True
     pending = [buffer]  # the text not judged yet, in pieces
@@ -263,31 +264,32 @@ class _Starts:
 
     def spans(self, text, compact, names):
         """(start, end) of each record of ``text`` that contains one of ``names``, in
-        order; ``compact``: every record of ``text`` starts as CloudTrail writes it."""
-        found = {}
+        order; ``compact``: every record of ``text`` starts as CloudTrail writes it.
+        One pass finds the records from EC2 (``SOURCE``), whose names are then looked
+        for in each of them."""
+        found = []
+        source = names[0]
+        at = text.find(source)
         if compact:  # bytes searches only
-            for name in names:
-                at = text.find(name)
-                while at != -1:
-                    start = text.rfind(self.compact, 0, at)
-                    if start == -1:
-                        raise _Unusual()  # a name before the first record
-                    end = text.find(self.compact, at)
-                    end = len(text) if end == -1 else end
-                    found[start] = end
-                    at = text.find(name, end)
-            return sorted(found.items())
-        starts = [m.start() for m in self.pattern.finditer(text)]
-        for name in names:
-            at = text.find(name)
+            while at != -1:
+                start = text.rfind(self.compact, 0, at)
+                if start == -1:
+                    raise _Unusual()  # before the first record
+                end = text.find(self.compact, at)
+                end = len(text) if end == -1 else end
+                found.append((start, end))
+                at = text.find(source, end)
+        else:
+            starts = [m.start() for m in self.pattern.finditer(text)]
             while at != -1:
                 index = bisect_right(starts, at) - 1
                 if index < 0:
                     raise _Unusual()
                 end = starts[index + 1] if index + 1 < len(starts) else len(text)
-                found[starts[index]] = end
-                at = text.find(name, end) if end < len(text) else -1
-        return sorted(found.items())
+                found.append((starts[index], end))
+                at = text.find(source, end) if end < len(text) else -1
+        return [(start, end) for start, end in found
+                if any(text.find(name, start, end) != -1 for name in names[1:])]
 
 
 def _block(text, first, last, starts, names, events, keep, read):
