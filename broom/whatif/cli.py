@@ -1,6 +1,8 @@
 """``broom whatif``: the command's plumbing (options, sources, exit status), kept out
 of broom/cli.py so that ``broom --help`` imports none of it."""
+import gc
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -115,6 +117,25 @@ def athena_client(regions):
     return _client("athena", regions[0] if len(regions) == 1 else None)
 
 
+@contextmanager
+def _quiet_gc(young=50_000):
+    """Python's cyclic garbage collector, made to work less while the records go by:
+    what is loaded already (Custodian, boto3, the policy: hundreds of thousands of
+    objects) is frozen out of its collections, and the youngest generation is
+    collected after ``young`` allocations instead of 700. Records are dicts and lists
+    without cycles that live until their launch is judged; with the defaults, full
+    collections walking all of them took more time than reading them
+    (benchmarks/whatif.py). Worker processes forked while it holds inherit it."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(young, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def simulate(rule, files, selection, options, echo):
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
@@ -131,9 +152,10 @@ def simulate(rule, files, selection, options, echo):
                 stats["files"], stats["records"], out.tally.launches), err=True, nl=False)
 
     try:
-        skipped, stats = stream.simulate(files, selection, rule.grace,
-                                         lambda launch: out.launch(judge(launch)),
-                                         options.reorder_window, on_file)
+        with _quiet_gc():
+            skipped, stats = stream.simulate(files, selection, rule.grace,
+                                             lambda launch: out.launch(judge(launch)),
+                                             options.reorder_window, on_file)
     except workers.BrokenProcessPool:
         raise evaluate.WhatifError("a process reading the files died (out of memory?): "
                                    "try a smaller --jobs or --max-file-size")

@@ -265,29 +265,35 @@ class _Starts:
     def spans(self, text, compact, names):
         """(start, end) of each record of ``text`` that contains one of ``names``, in
         order; ``compact``: every record of ``text`` starts as CloudTrail writes it.
-        One pass finds the records from EC2 (``SOURCE``), whose names are then looked
-        for in each of them."""
-        found = []
+        As CloudTrail writes them, the records naming one of the names (a few in a
+        hundred) are found first, then the source is looked for in each of them;
+        otherwise one pass finds the records from EC2 (``SOURCE``), whose names are
+        then looked for in each of them."""
         source = names[0]
-        at = text.find(source)
         if compact:  # bytes searches only
-            while at != -1:
-                start = text.rfind(self.compact, 0, at)
-                if start == -1:
-                    raise _Unusual()  # before the first record
-                end = text.find(self.compact, at)
-                end = len(text) if end == -1 else end
-                found.append((start, end))
-                at = text.find(source, end)
-        else:
-            starts = [m.start() for m in self.pattern.finditer(text)]
-            while at != -1:
-                index = bisect_right(starts, at) - 1
-                if index < 0:
-                    raise _Unusual()
-                end = starts[index + 1] if index + 1 < len(starts) else len(text)
-                found.append((starts[index], end))
-                at = text.find(source, end) if end < len(text) else -1
+            ends = {}  # start -> end of each record naming one of the names
+            for name in names[1:]:
+                at = text.find(name)
+                while at != -1:
+                    start = text.rfind(self.compact, 0, at)
+                    if start == -1:
+                        raise _Unusual()  # before the first record
+                    end = text.find(self.compact, at)
+                    end = len(text) if end == -1 else end
+                    ends[start] = end
+                    at = text.find(name, end)
+            return [(start, end) for start, end in sorted(ends.items())
+                    if text.find(source, start, end) != -1]
+        found = []
+        at = text.find(source)
+        starts = [m.start() for m in self.pattern.finditer(text)]
+        while at != -1:
+            index = bisect_right(starts, at) - 1
+            if index < 0:
+                raise _Unusual()
+            end = starts[index + 1] if index + 1 < len(starts) else len(text)
+            found.append((starts[index], end))
+            at = text.find(source, end) if end < len(text) else -1
         return [(start, end) for start, end in found
                 if any(text.find(name, start, end) != -1 for name in names[1:])]
 

@@ -3,6 +3,7 @@ one, block by block within a size limit, only the records it needs decoded (and 
 hidden inside or forged from another), lookup-events output in its usual shapes, and
 eventIDs that disagree reported."""
 import copy
+import gc
 import gzip
 import json
 import random
@@ -222,3 +223,11 @@ def test_records_with_one_event_id_and_different_content_are_an_anomaly(tmp_path
     status, stdout, _ = whatif(tmp_path)
     assert ("Anomaly: 1 record(s) have the eventID of another record but not its content"
             in stdout and launch["eventID"] in stdout)
+
+
+def test_the_garbage_collector_is_left_as_it_was(trail_folder):
+    """whatif quiets Python's garbage collector while it reads (the benchmark's
+    figures depend on it) and gives it back as it was, frozen objects included."""
+    before = gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()
+    assert whatif("--jobs", "2", trail_folder)[0] == 2
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
