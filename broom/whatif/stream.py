@@ -292,7 +292,8 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
                 picked = (p for p in map(pick, item.records) if p is not None)
             for when, record, *content in picked:
                 stats["selected"] += 1
-                seen.check(when, record, *content)
+                if not seen.check(when, record, *content):
+                    continue  # the first one read is the one used
                 for when_due, due in reorder.push(when, record):
                     handle(when_due, due)
         if on_file:
@@ -329,9 +330,10 @@ class EventIds:
         self.examples = []
 
     def check(self, when, record, content=None):
+        """False when ``record`` conflicts with one read before (it is not used)."""
         event_id = record.get("eventID")
         if not isinstance(event_id, str):
-            return
+            return True
         content = content or digest(record)
         known = self.digests.get(event_id)
         if known is None:
@@ -341,7 +343,9 @@ class EventIds:
             self.conflicts += 1
             if len(self.examples) < self.EXAMPLES and event_id not in self.examples:
                 self.examples.append(event_id)
+            return False
         self.newest = max(self.newest, when)
         while self.order and self.order[0][0] < self.newest - self.horizon:
             _, old = heapq.heappop(self.order)
             self.digests.pop(old, None)
+        return True

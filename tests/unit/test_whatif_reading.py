@@ -225,6 +225,27 @@ def test_records_with_one_event_id_and_different_content_are_an_anomaly(tmp_path
             in stdout and launch["eventID"] in stdout)
 
 
+def test_a_record_conflicting_with_one_read_before_is_not_judged(tmp_path):
+    """The first record read with an eventID is the one used: an altered copy (a
+    later time, another Code, another tag call) neither adds a launch nor changes
+    its tags."""
+    iid = instance_id()
+    launch = run_instances([iid], 0, tags={"Code": "LOL"})
+    tag = create_tags([iid], {"Name": "web"}, 3)
+    later = copy.deepcopy(launch)
+    later["eventTime"] = trail.at(40)
+    later["requestParameters"]["tagSpecificationSet"]["items"][0]["tags"][0]["value"] = "X"
+    blanked = copy.deepcopy(tag)
+    blanked["requestParameters"]["tagSet"]["items"] = [{"key": "Code", "value": ""}]
+    log_file(tmp_path / "a", [launch, tag])
+    log_file(tmp_path / "b", [later, blanked])
+    status, stdout, _ = whatif("--json", tmp_path)
+    document = json.loads(stdout)
+    assert status == 0 and len(document["launches"]) == 1
+    assert launches_in(stdout) == {iid: ("compliant", "none")}
+    assert document["summary"]["anomalies"]["conflicting_records"] == 2
+
+
 def test_the_garbage_collector_is_left_as_it_was(trail_folder):
     """whatif quiets Python's garbage collector while it reads (the benchmark's
     figures depend on it) and gives it back as it was, frozen objects included."""
