@@ -23,6 +23,7 @@ files up to ``limit // WHOLE_SHARE`` bytes may be (the Python objects of a decod
 JSON document take several times its size).
 """
 import gc
+import os
 import re
 import zlib
 from bisect import bisect_right
@@ -440,12 +441,25 @@ def read(task, keep=_everything, limit=DEFAULT_LIMIT):
 
 
 def local_files(source):
-    """The log files of a local SOURCE in name order; a file named on the command line
-    is read whatever its name."""
-    path = Path(source)
-    if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and is_log_name(p.name))
-    return [source]
+    """The log files of a local SOURCE in name order, folder by folder (one folder's
+    listing in memory at a time, however many files there are); a file named on the
+    command line is read whatever its name. A folder that cannot be listed is a
+    Skipped; links to folders are not followed."""
+    if not Path(source).is_dir():
+        yield source
+        return
+    try:
+        with os.scandir(source) as listing:
+            entries = sorted((entry.name, entry.path, entry.is_dir(follow_symlinks=False))
+                             for entry in listing)
+    except OSError as e:
+        yield Skipped(source, "cannot be listed (%s)" % (e.strerror or e))
+        return
+    for name, path, is_dir in entries:
+        if is_dir:
+            yield from local_files(path)
+        elif is_log_name(name) and os.path.isfile(path):
+            yield path
 
 
 def split_s3(url):
@@ -496,8 +510,9 @@ def read_sources(sources, s3_client=None, limit=DEFAULT_LIMIT):
             client = client or s3_client()
             yield from s3_files(client, source, limit)
             continue
-        files = local_files(source)
-        if not files:
+        found = False
+        for path in local_files(source):
+            found = True
+            yield path if isinstance(path, Skipped) else Local(path)
+        if not found:
             yield Skipped(source, "holds no CloudTrail log file (*.json.gz, *.json)")
-        for path in files:
-            yield Local(path)

@@ -6,6 +6,7 @@ import copy
 import gc
 import gzip
 import json
+import os
 import random
 
 import pytest
@@ -252,3 +253,36 @@ def test_the_garbage_collector_is_left_as_it_was(trail_folder):
     before = gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()
     assert whatif("--jobs", "2", trail_folder)[0] == 2
     assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+
+
+def test_a_folder_is_walked_in_name_order_one_folder_listing_at_a_time(tmp_path):
+    """Memory does not grow with the number of files: a folder's files are not all
+    listed before the first is read (a file added to a later folder meanwhile is
+    seen), and they come in name order (time order in CloudTrail's key layout)."""
+    for day in ("02", "01", "10"):
+        (tmp_path / "2026" / day).mkdir(parents=True)
+        for name in ("b_CloudTrail.json.gz", "a_CloudTrail.json.gz", "digest.txt"):
+            (tmp_path / "2026" / day / name).write_bytes(b"")
+    (tmp_path / "2026" / "01" / "x_CloudTrail-Digest.json.gz").write_bytes(b"")
+    files = sources.local_files(str(tmp_path))
+    first = next(files)
+    (tmp_path / "2026" / "10" / "c_CloudTrail.json").write_bytes(b"")
+    assert [first, *files] == [str(tmp_path / "2026" / day / name) for day in ("01", "02", "10")
+                               for name in ("a_CloudTrail.json.gz", "b_CloudTrail.json.gz")
+                               ] + [str(tmp_path / "2026" / "10" / "c_CloudTrail.json")]
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_named(trail_folder, monkeypatch):
+    locked = trail_folder / "locked"
+    locked.mkdir()
+    scandir = os.scandir
+
+    def refusing(path):  # as for a folder without read permission (tests may run as root)
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(sources.os, "scandir", refusing)
+    status, stdout, stderr = whatif(trail_folder)
+    assert status == 2 and "skipped %s: cannot be listed (Permission denied)" % locked in stderr
+    assert "Read 12 file(s)" in stdout
