@@ -3,7 +3,8 @@ peak memory on hostile and unusual input.
 
 Speed: generates a month-like trail of RECORDS records (200,000 by default) in FILES
 gzip log files (100) as CloudTrail writes them, mostly other calls (2% RunInstances,
-1% CreateTags), records shuffled within each file. Then, each in its own process
+1% CreateTags; 2% carry a policy document as a string, so escaped quotes, as real
+trails do), records shuffled within each file. Then, each in its own process
 (so that CPU time and peak memory are its own), measured in this one run:
 
 - floor: gzip + ``orjson.loads`` of every file, one at a time, nothing kept: the
@@ -48,6 +49,11 @@ PER_CORE = 0.75  # x N x the floor's rate
 LIMIT = 300  # MB
 
 
+POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::data/*",
+    "Condition": {"StringEquals": {"aws:PrincipalTag/team": "data\\lake"}}}]}
+
+
 def records_of(rng, count, month, base, files):
     import trail
 
@@ -64,7 +70,10 @@ def records_of(rng, count, month, base, files):
             if tags is None and rng.random() < 0.5:
                 batch.append(trail.create_tags([iid], {"Code": "GGG"}, seconds + 3))
         else:
-            batch.append(trail.other_event(seconds, n))
+            record = trail.other_event(seconds, n)
+            if roll > 0.98:  # a policy document as a string: escaped quotes, as in IAM's
+                record["requestParameters"]["policy"] = json.dumps(POLICY)
+            batch.append(record)
     rng.shuffle(batch)
     return batch[:count]
 

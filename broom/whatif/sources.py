@@ -60,6 +60,9 @@ _HEAD = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"(Records|Events)"[ \t\r\n]*:[ \t\r\
 _KEEP = frozenset(b'"{}[]\x00')
 _DROP = bytes(i for i in range(256) if i not in _KEEP)
 _STRING = re.compile(rb'"[^"]*"')
+#: An escape within a string: a backslash and the byte after it (``\\``, ``\"``,
+#: the start of ``\u00e9``...).
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 
 
 class TooLarge(Exception):
@@ -344,7 +347,7 @@ def _layout(text, start, pattern, first, last):
         return None  # not in valid JSON text: it is the mark
     shape = text.replace(start, b"\x00") if start else pattern.sub(b"\x00", text)
     if b"\\" in shape:  # (a one-byte search is much faster than a two-byte one)
-        shape = shape.replace(b"\\\\", b"").replace(b'\\"', b"")
+        shape = _ESCAPE.sub(b"", shape)  # one pass, left to right, as JSON reads them
     shape = shape.translate(None, _DROP).replace(b'""', b"")
     if b'"' in shape:
         shape = _STRING.sub(b"", shape)

@@ -6,6 +6,7 @@ the files' own order, so the stream that puts records in time order and the verd
 see exactly what one process reading the files in turn would (``--jobs 1``). At most
 ``2 * jobs`` files are in flight, so memory does not grow with the number of files.
 """
+import ctypes
 import multiprocessing
 import os
 from collections import deque
@@ -30,6 +31,27 @@ _worker = {}
 
 def _start(pick, limit):
     _worker.update(pick=pick, limit=limit)
+    _keep_freed_blocks()
+
+
+#: glibc's mallopt parameters: blocks up to this size come from the heap, and freed
+#: memory is given back to the system only beyond the trim threshold.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_BLOCKS, TRIM_ABOVE = 32 * 2**20, 64 * 2**20
+
+
+def _keep_freed_blocks():
+    """A file's text is handled in blocks of a few MB: glibc hands each such block
+    back to the system when it is freed and faults it in again, page by page, for
+    the next one; in a worker that cost a fifth of its time (benchmarks/whatif.py).
+    Kept in the process instead, within TRIM_ABOVE (the process reading files, the
+    main one with ``--jobs 1``). Nothing to do without glibc."""
+    if os.name != "posix":
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, HEAP_BLOCKS)
+        mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)
 
 
 def _read(task):
@@ -48,6 +70,7 @@ def read_all(tasks, pick, limit=sources.DEFAULT_LIMIT, jobs=1):
             if len(head) == 2:
                 break
     if jobs <= 1 or len(head) < 2:
+        _keep_freed_blocks()
         for task in _chain(head, tasks):
             yield task if isinstance(task, sources.Skipped) else sources.read(task, pick,
                                                                               limit)

@@ -147,6 +147,29 @@ def test_a_gzip_bomb_is_skipped_named_and_the_other_files_judged(tmp_path):
     assert whatif("--json", tmp_path)[0] == 0
 
 
+def test_strings_with_escapes_are_read_block_by_block(tmp_path):
+    """Escaped quotes and backslashes (a policy document as a string, a value ending
+    in a backslash, a record's start quoted in a value) keep a file in CloudTrail's
+    layout: it is still read block by block (it is larger than what may be read
+    whole), its launches found, nothing forged."""
+    iid = instance_id()
+    records = [run_instances([iid], 0)]
+    for n in range(60):
+        record = other_event(n, n)
+        record["requestParameters"]["policyDocument"] = json.dumps(
+            {"Statement": [{"Effect": "Allow", "Resource": "arn:aws:s3:::b\\%d/*" % n}],
+             "quoted": '{"eventVersion":"1.09","eventSource":"ec2.amazonaws.com",'
+                       '"eventName":"RunInstances"}'})
+        record["requestParameters"]["key"] = "folder\\" if n % 2 else "tab\there\u00e9"
+        records.append(record)
+    raw = compact(records)
+    assert b'\\\\"' in raw and b'\\"' in raw and 62_500 < len(raw) < 1_000_000
+    (tmp_path / "t.json").write_bytes(raw)
+    status, stdout, stderr = whatif("--json", "--max-file-size", "1", tmp_path)
+    assert (status, stderr) == (0, "") and list(launches_in(stdout)) == [iid]
+    assert json.loads(stdout)["stats"]["records"] == 61
+
+
 def test_a_file_in_another_layout_is_read_whole_only_up_to_a_share_of_the_limit(tmp_path):
     iid = instance_id()
     padded = [run_instances([iid], 0)] + [other_event(n, n) for n in range(60)]
