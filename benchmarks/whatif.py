@@ -21,7 +21,8 @@ Targets: one core >= 0.9 x the floor; N cores >= 0.75 x N x the floor.
 
 Memory (--memory; peak RSS of the main process and of the largest worker, default
 limits, every core): a gzip of GZIP_MB (4) expanding to GBs, one ordinary log file
-of BIG_MB (200) MB, and SMALL (100,000) small files; target < 300 MB each.
+of BIG_MB (200) MB, and SMALL (100,000) small files (and 100 of them: memory must
+not grow with their number); target < 300 MB each.
 
     python benchmarks/whatif.py [--records 200000] [--files 100] [--jobs N]
     python benchmarks/whatif.py --memory [--small 100000]
@@ -231,6 +232,7 @@ def small_files(folder, count):
 def memory(args):
     failed = False
     cases = [("gzip bomb", bomb, args.gzip_mb), ("one big file", big_file, args.big_mb),
+             ("100 small files", small_files, 100),
              ("small files", small_files, args.small)]
     for name, make, size in cases:
         with tempfile.TemporaryDirectory() as folder:
@@ -241,7 +243,7 @@ def memory(args):
             r = measure("jobs=%d" % (args.jobs or cores()), folder)
         peak = max(r["peak_mb"], r["worker_peak_mb"])
         failed = failed or peak >= LIMIT
-        print("%-13s %7.1f MB on disk (%s, made in %.0fs): exit %d, %s record(s) read, "
+        print("%-15s %7.1f MB on disk (%s, made in %.0fs): exit %d, %s record(s) read, "
               "%d skipped, %.1fs; peak RSS %3.0f MB main, %3.0f MB largest worker" % (
                   name, on_disk / 1e6, ("expands to %.1f GB" % (expected / 1e9)) if (
                       make is bomb) else "%d records" % expected, made, r["status"],
