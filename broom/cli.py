@@ -438,8 +438,14 @@ class ExitOneOnUsageError(click.Command):
 @click.option("--reorder-window", type=click.IntRange(0), default=900, show_default=True,
               help="Seconds a record may arrive after newer ones (real trails are not in "
                    "time order).")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="Processes reading files (default: one per core; 1 reads them in turn).")
+@click.option("--max-file-size", type=click.IntRange(1), default=256, show_default=True,
+              metavar="MB", help="Skip a file that expands to more than this (a file not "
+                                 "laid out as CloudTrail writes it: a sixteenth of it).")
 def whatif(sources, policy, variables, since, until, accounts, regions, as_json, progress,
-           athena_table, athena_output, athena_workgroup, athena_sql, reorder_window):
+           athena_table, athena_output, athena_workgroup, athena_sql, reorder_window, jobs,
+           max_file_size):
     """What Broom and its SCP would have done with past launches, from CloudTrail.
 
     A SOURCE is a CloudTrail log file (.json.gz, .json), a folder of them, an
@@ -459,5 +465,6 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
         raise
     options = WhatifOptions(sources, policy, values, since, until, accounts,
                             regions, as_json, progress, athena_table, athena_output,
-                            athena_workgroup, athena_sql, reorder_window)
+                            athena_workgroup, athena_sql, reorder_window, jobs,
+                            max_file_size * 1_000_000)
     sys.exit(run_whatif(options, click.echo))

@@ -1,10 +1,12 @@
 """``broom whatif``: the command's plumbing (options, sources, exit status), kept out
 of broom/cli.py so that ``broom --help`` imports none of it."""
+import gc
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from broom.whatif import evaluate, output, sources, stream
+from broom.whatif import evaluate, output, sources, stream, workers
 
 OK, USAGE, SKIPPED = 0, 1, 2
 
@@ -25,6 +27,10 @@ class WhatifOptions:
     athena_workgroup: str | None
     athena_sql: bool
     reorder_window: int = stream.DEFAULT_LATENESS
+    #: Worker processes reading files (None: one per core).
+    jobs: int | None = None
+    #: Bytes a file may expand to.
+    max_file_size: int = sources.DEFAULT_LIMIT
 
 
 def run_whatif(options, echo):
@@ -67,11 +73,15 @@ def run_whatif(options, echo):
             for source in options.sources:
                 if not sources.is_s3(source) and not _exists(source):
                     return fail("no such file or folder: %s" % source)
-            files = sources.read_sources(options.sources, s3_client)
         selection = stream.Selection(since or None, until or None,
                                      frozenset(options.accounts), frozenset(options.regions),
                                      rule.grace + stream.WATCH_AFTER_GRACE,
                                      rule.launch_calls)
+        if not options.athena_table:
+            files = workers.read_all(
+                sources.read_sources(options.sources, s3_client, options.max_file_size),
+                selection.take, options.max_file_size,
+                options.jobs or workers.default_jobs())
         return simulate(rule, files, selection, options, echo)
     except (evaluate.WhatifError, AthenaError, DemoError, AwsSetupError) as e:
         return fail(e)
@@ -107,6 +117,25 @@ def athena_client(regions):
     return _client("athena", regions[0] if len(regions) == 1 else None)
 
 
+@contextmanager
+def _quiet_gc(young=50_000):
+    """Python's cyclic garbage collector, made to work less while the records go by:
+    what is loaded already (Custodian, boto3, the policy: hundreds of thousands of
+    objects) is frozen out of its collections, and the youngest generation is
+    collected after ``young`` allocations instead of 700. Records are dicts and lists
+    without cycles that live until their launch is judged; with the defaults, full
+    collections walking all of them took more time than reading them
+    (benchmarks/whatif.py). Worker processes forked while it holds inherit it."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(young, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def simulate(rule, files, selection, options, echo):
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
@@ -123,9 +152,16 @@ def simulate(rule, files, selection, options, echo):
                 stats["files"], stats["records"], out.tally.launches), err=True, nl=False)
 
     try:
-        skipped, stats = stream.simulate(files, selection, rule.grace,
-                                         lambda launch: out.launch(judge(launch)),
-                                         options.reorder_window, on_file)
+        with _quiet_gc():
+            skipped, stats = stream.simulate(files, selection, rule.grace,
+                                             lambda launch: out.launch(judge(launch)),
+                                             options.reorder_window, on_file)
+    except workers.BrokenProcessPool:
+        raise evaluate.WhatifError("a process reading the files died (out of memory?): "
+                                   "try a smaller --jobs or --max-file-size")
+    except MemoryError:
+        raise evaluate.WhatifError("out of memory: try a smaller --jobs or "
+                                   "--max-file-size, or a smaller --reorder-window")
     except (NoCredentialsError, PartialCredentialsError) as e:
         raise AwsSetupError("no AWS credentials to read the sources (set AWS_PROFILE or "
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): %s" % e)

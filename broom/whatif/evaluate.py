@@ -8,10 +8,9 @@ filter (its ``violation()``, the code the Lambda runs: codes, overrides,
 ``ignore-case``), fed what the Lambda would have seen: the tags EC2 reports on each
 instance in a RunInstances response (launch templates tag there; for a fleet, the
 RunInstances records EC2 Fleet made for it), the ``aws:ec2:fleet-id`` tag EC2 puts on
-an instant fleet's instances, the request's tags (only for an instance EC2 reports no
-tags for, as in the Lambda), less what a ``DeleteTags`` removed within
-``grace-seconds``, and for an instance with no Code at all, the first ``CreateTags`` on
-it within ``grace-seconds``. What Broom would have
+an instant fleet's instances and the request's tags, as changed by the
+``CreateTags``/``DeleteTags`` calls on it within ``grace-seconds`` (EC2's tags win: the
+request's stand in only for an instance EC2 shows no tag on). What Broom would have
 done comes from ``c7n_broom.decisions.plan`` with the policy's ``safe-terminate``
 settings (exemptions, fleets, report-only, the cap counted per principal over
 ``cap-period`` as Broom's state table counts it). The SCP answer comes from
@@ -250,8 +249,17 @@ class Judge:
         for instance_id in launch.tag_calls:
             item = shown.get(instance_id, {})
             calls = launch.tag_calls.get(instance_id, ())
-            seen, stand_in = _seen_tags(_tags(item), requested, calls, launch.grace)
-            tags = dict(seen, **fleet_tags)
+            # the tags EC2 shows: those its response lists (the request's, the launch
+            # template's; the request's when it lists none) and the fleet's, as changed
+            # by the tag calls within the grace period
+            at_launch = _tags(item) or _user_set(requested)
+            tags, change = _ec2_tags(dict(at_launch, **fleet_tags), calls, key, launch.grace)
+            # the request's tags stand in only for an instance EC2 shows no tag on at
+            # all, as in the Lambda (AllowedCodes.request_stand_in): once it shows tags,
+            # they are the truth
+            stand_in = requested if not tags else {}
+            if stand_in:  # judged by the request, as before any call
+                change = None
             resource = {
                 "InstanceId": instance_id,
                 "State": {"Name": "pending"},
@@ -264,28 +272,26 @@ class Judge:
                 resource["InstanceLifecycle"] = "spot"
                 resource["SpotInstanceRequestId"] = item["spotInstanceRequestId"]
             verdict = check.violation(resource, stand_in)
-            seen = "at launch"
-            late = _late_code(calls, key, _deleted_at(calls, key, launch.grace))
-            if verdict is not None and verdict.reason == codes.MISSING and late and (
-                    late[0] <= launch.grace):
-                verdict = check.violation(resource, dict(stand_in, **{key: late[1]}))
-                seen = "set by CreateTags %ds after launch" % late[0]
-            found[instance_id] = (resource, verdict, seen, late, stand_in)
+            seen = "at launch" if change is None else "set by %s %ds after launch" % (
+                change[1], change[0])
+            late = _late_code(calls, key)
+            found[instance_id] = (resource, verdict, seen, late, change, stand_in)
             if verdict is not None:
                 resource[codes.ANNOTATION] = verdict.as_dict()
                 resources.append(resource)
         plan = self.plan(resources, record, creator, account, launch.when)
         listed = []
-        for instance_id, (resource, verdict, seen, late, stand_in) in found.items():
+        for instance_id, (resource, verdict, seen, late, change, stand_in) in found.items():
             fleet = fleet_of(resource, persistent)
-            value = _code(check, resource, stand_in, key, late, launch.grace)
+            value = _code(check, resource, stand_in, key)
             entry = {"instance_id": instance_id, "code": value,
                      "fleet": "%s %s" % fleet if fleet else None}
             if verdict is None:
                 entry.update(verdict=COMPLIANT, reason="%s %s %s" % (key, value, seen),
                              action=NONE)
             else:
-                entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace))
+                entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace,
+                                                            change))
                 entry.update(self.action(plan.get(instance_id)))
             listed.append(entry)
         return listed
@@ -371,64 +377,69 @@ def _persistent_spot(records):
                      if isinstance(i.get("spotInstanceRequestId"), str))
 
 
-def _seen_tags(shown, requested, calls, grace):
-    """(tags, stand-in) as the Lambda sees an instance: the tags EC2 reported on it at
-    launch (the request's when its response reports none: tag-on-create sets them),
-    less what a ``DeleteTags`` removed within ``grace`` seconds (Broom looks while
-    the event reaches it and, for a missing Code, for that long). As in the Lambda
-    (``AllowedCodes.request_stand_in``), the request's tags stand in only when EC2
-    shows no tags at all: then ``stand-in`` is the request's tags, else {}."""
-    tags = dict(shown or requested)
-    for after, call, changed in calls:
-        if call != "DeleteTags" or after > grace:
-            continue
-        if changed is None:  # a DeleteTags without tags deletes every user tag
+def _user_set(tags):
+    """The tags a request can set: EC2 refuses keys starting with aws:."""
+    return {k: v for k, v in tags.items() if not k.startswith("aws:")}
+
+
+def _ec2_tags(tags, calls, key, grace):
+    """The tags EC2 shows on an instance once the tag calls within ``grace`` seconds
+    of its launch are applied to ``tags`` (what it got at launch), as EC2 applies
+    them: CreateTags sets; DeleteTags removes a key given without a value, a key
+    given with its current value, or, given no tag, every tag but ``aws:`` ones.
+    Returns (tags, change): change is (seconds, call) of the last call that set or
+    removed ``key``, or None."""
+    tags, change = dict(tags), None
+    for after, call, changed in sorted(calls, key=lambda c: c[0]):
+        if after > grace:
+            break
+        before = tags.get(key)
+        if call == "CreateTags":
+            tags.update((k, "" if v is None else v) for k, v in (changed or {}).items()
+                        if not k.startswith("aws:"))
+        elif changed is None:
             tags = {k: v for k, v in tags.items() if k.startswith("aws:")}
-            continue
-        for deleted, value in changed.items():
-            if deleted in tags and value in (None, tags[deleted]):
-                del tags[deleted]
-    return (tags, {}) if tags else ({}, requested)
+        else:
+            for k, v in changed.items():
+                if k in tags and not k.startswith("aws:") and v in (None, tags[k]):
+                    del tags[k]
+        if key is not None and (tags.get(key) != before or (
+                call == "CreateTags" and changed and key in changed)):
+            change = (int(after), call)
+    return tags, change
 
 
-def _deleted_at(calls, key, grace):
-    """Seconds after launch of the last ``DeleteTags`` within ``grace`` that could
-    remove ``key`` (0 when none did)."""
-    found = 0
+def _late_code(calls, key):
+    """(seconds after launch, value) of the first CreateTags that set ``key``."""
     for after, call, changed in calls:
-        if call == "DeleteTags" and after <= grace and (changed is None or key in changed):
-            found = after
-    return found
-
-
-def _late_code(calls, key, since=0):
-    """(seconds after launch, value) of the first CreateTags that set ``key``, at or
-    after ``since`` seconds."""
-    for after, call, changed in calls:
-        if call == "CreateTags" and changed and key in changed and after >= since:
+        if call == "CreateTags" and changed and key in changed:
             return int(after), changed[key] if changed[key] is not None else ""
     return None
 
 
-def _code(check, resource, requested, key, late, grace):
+def _code(check, resource, stand_in, key):
     value = check.get_resource_value(check.data.get("key", DEFAULT_KEY), resource)
     if value is None:
-        value = requested.get(key)
-    if value is None and late and late[0] <= grace:
-        value = late[1]
+        value = stand_in.get(key)
     return value
 
 
-def _why(verdict, key, late, grace):
+def _why(verdict, key, late, grace, change=None):
     if verdict.reason == codes.MISSING:
         why = "no %s tag" % key
-        if late and late[0] > grace:
+        if change is not None and change[1] == "DeleteTags":
+            why += " (DeleteTags removed it %ds after launch)" % change[0]
+        elif late and late[0] > grace:
             why += " within grace-seconds (%d): CreateTags set it %ds after launch" % (
                 grace, late[0])
         return why
     if verdict.reason == codes.EMPTY:
-        return "%s tag is empty" % key
-    return "%s %r is not an allowed code" % (key, verdict.value)
+        why = "%s tag is empty" % key
+    else:
+        why = "%s %r is not an allowed code" % (key, verdict.value)
+    if change is not None:
+        why += " (set by %s %ds after launch)" % (change[1], change[0])
+    return why
 
 
 def hour_of(result):

@@ -76,6 +76,15 @@ class Tally:
         }
 
 
+def anomalies(stats):
+    """What the input should not hold: records with the same eventID and different
+    content (the first one read is the one used)."""
+    if not stats.get("conflicting_records"):
+        return {}
+    return {"conflicting_records": stats["conflicting_records"],
+            "conflicting_event_ids": stats["conflicting_event_ids"]}
+
+
 def suggested_exemptions(blocked, limit=TOP):
     """(pattern, launches, note) for the principals blocked most: what could go in
     ``exempt-principals``, each checked against the grammar; a principal the grammar
@@ -152,6 +161,12 @@ class TextOutput:
             if a != evaluate.NONE) or "done nothing"))
         echo("The SCP would have refused %d launch(es) and allowed %d." % (
             s["scp"].get("deny", 0), s["scp"].get("allow", 0)))
+        found = anomalies(stats)
+        if found:
+            echo("Anomaly: %d record(s) have the eventID of another record but not its "
+                 "content (the trail was altered, or two sources disagree; the first read "
+                 "was used): %s" % (found["conflicting_records"], ", ".join(
+                     show(i, 40) for i in found["conflicting_event_ids"])))
         for title, counts in (("Violations per account", s["violations_per_account"]),
                               ("Violations per creator", s["violations_per_creator"]),
                               ("Violations per code", s["violations_per_code"]),
@@ -207,7 +222,7 @@ class JsonOutput:
     def finish(self, stats, skipped):
         self.write("\n],\n")
         rest = {
-            "summary": self.tally.summary(),
+            "summary": dict(self.tally.summary(), anomalies=anomalies(stats)),
             "suggested_exemptions": [
                 {"pattern": p, "launches": n, "principal": u or p}
                 for p, n, u in suggested_exemptions(self.tally.blocked)],

@@ -19,9 +19,12 @@ and as the ``RunInstances`` records EC2 Fleet makes for it (``invokedBy``
 that name instances already waiting join that launch, so each instance is judged
 once, as the Lambda reports it once.
 """
+import hashlib
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from broom.whatif import sources
 from c7n_broom import events
@@ -71,6 +74,18 @@ class Selection:
                 name in LAUNCHES or (when - self.until).total_seconds() >= self.tag_slack):
             return None
         return when.timestamp(), record
+
+    def take(self, record):
+        """(epoch seconds, record, digest of its content) when the simulation needs
+        the record, else None: what the processes reading files hand over."""
+        picked = self.pick(record)
+        return None if picked is None else picked + (digest(record),)
+
+
+def digest(record):
+    """What tells a record's content from another's, whatever its keys' order."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
+                           digest_size=16).digest()
 
 
 class Reorder:
@@ -237,7 +252,7 @@ def tag_set(record):
 
 
 def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=None):
-    """Run the stream: ``files`` are sources.File/Skipped; ``judge(launch)`` is called
+    """Run the stream: ``files`` are sources.Read/File/Skipped; ``judge(launch)`` is called
     once per launch, in launch order, after its deadline; returns (skipped, stats).
     ``on_file(item, stats)`` is called after each file (progress)."""
     reorder, pending = Reorder(lateness), Pending(grace)
@@ -263,19 +278,24 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
             pending.tag(when, record)
 
     pick = selection.pick
+    seen = EventIds(lateness + grace + WATCH_AFTER_GRACE)
     for item in files:
         if isinstance(item, sources.Skipped):
             skipped.append(item)
         else:
             stats["files"] += 1
-            stats["records"] += len(item.records)
-            for record in item.records:
-                picked = pick(record)
-                if picked is None:
-                    continue
+            if isinstance(item, sources.Read):  # selected as it was read
+                stats["records"] += item.count
+                picked = item.kept
+            else:
+                stats["records"] += len(item.records)
+                picked = (p for p in map(pick, item.records) if p is not None)
+            for when, record, *content in picked:
                 stats["selected"] += 1
-                for when, due in reorder.push(*picked):
-                    handle(when, due)
+                if not seen.check(when, record, *content):
+                    continue  # the first one read is the one used
+                for when_due, due in reorder.push(when, record):
+                    handle(when_due, due)
         if on_file:
             on_file(item, stats)
         del item  # one file in memory: not this one while the next is read
@@ -287,4 +307,45 @@ def simulate(files, selection, grace, judge, lateness=DEFAULT_LATENESS, on_file=
     stats["repeats"] = pending.repeats
     stats["joined"] = pending.joined
     stats["peak_pending"] = pending.peak
+    stats["conflicting_records"] = seen.conflicts
+    stats["conflicting_event_ids"] = seen.examples
     return skipped, stats
+
+
+class EventIds:
+    """Records selected twice with the same ``eventID`` but not the same content: a
+    trail that was tampered with, or two trails that disagree. Only the records of
+    the last ``horizon`` seconds are remembered (what the stream holds anyway), so
+    memory stays flat; a repeat with the same content (overlapping sources) is not an
+    anomaly."""
+
+    EXAMPLES = 10
+
+    def __init__(self, horizon):
+        self.horizon = horizon
+        self.digests = {}  # eventID -> digest of the record
+        self.order = []  # heap of (time, eventID)
+        self.newest = float("-inf")
+        self.conflicts = 0
+        self.examples = []
+
+    def check(self, when, record, content=None):
+        """False when ``record`` conflicts with one read before (it is not used)."""
+        event_id = record.get("eventID")
+        if not isinstance(event_id, str):
+            return True
+        content = content or digest(record)
+        known = self.digests.get(event_id)
+        if known is None:
+            self.digests[event_id] = content
+            heapq.heappush(self.order, (when, event_id))
+        elif known != content:
+            self.conflicts += 1
+            if len(self.examples) < self.EXAMPLES and event_id not in self.examples:
+                self.examples.append(event_id)
+            return False
+        self.newest = max(self.newest, when)
+        while self.order and self.order[0][0] < self.newest - self.horizon:
+            _, old = heapq.heappop(self.order)
+            self.digests.pop(old, None)
+        return True

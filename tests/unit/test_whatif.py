@@ -134,10 +134,33 @@ def test_a_wrong_code_set_after_launch_is_judged_as_set(tmp_path, ids):
     assert verdicts(document)[ids[0]] == ("violation", "terminate", "deny")
 
 
-def test_a_code_deleted_after_launch_does_not_change_the_launch_verdict(tmp_path, ids):
-    """Deleting the only tag leaves EC2 showing none: the request's tags stand in, as
-    in the Lambda; the tag-change policy sees the DeleteTags (test_whatif_tag_truth.py
-    has a Code deleted among other tags)."""
+def test_a_code_deleted_after_the_grace_period_does_not_change_the_launch_verdict(
+        tmp_path, ids):
+    """The Lambda has judged the launch by then; removing the tag later is the
+    tag-change policy's business (report-only)."""
+    log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL"}),
+                        delete_tags([ids[0]], ["Code"], 12)])
+    _, document, _ = whatif(tmp_path)
+    assert verdicts(document)[ids[0]] == ("compliant", "none", "allow")
+
+
+def test_a_code_deleted_within_the_grace_period_is_judged_missing(tmp_path, ids):
+    """EC2's tags win over the request's: the request's Code does not stand in for
+    one EC2 no longer shows while it shows other tags."""
+    log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL", "Team": "a"}),
+                        delete_tags([ids[0]], ["Code"], 2)])
+    _, document, _ = whatif(tmp_path)
+    assert verdicts(document)[ids[0]] == ("violation", "terminate", "allow")
+    [launch] = document["launches"]
+    assert launch["instances"][0]["reason"] == (
+        "no Code tag (DeleteTags removed it 2s after launch)")
+
+
+def test_every_tag_deleted_within_the_grace_period_is_judged_as_the_lambda_does(
+        tmp_path, ids):
+    """With no tag left, EC2 shows what it shows before tags arrive: the Lambda lets
+    the request's tags stand in (AllowedCodes.request_stand_in), and so does whatif;
+    the tag-change policy and the SCP's BroomDenyRemovingEveryTag cover this case."""
     log_file(tmp_path, [run_instances([ids[0]], 0, tags={"Code": "LOL"}),
                         delete_tags([ids[0]], ["Code"], 2)])
     _, document, _ = whatif(tmp_path)

@@ -143,9 +143,9 @@ def test_s3_prefix_is_listed_page_by_page_and_an_unreadable_object_skipped(aws, 
 
     monkeypatch.setattr(s3, "get_object", get_object)
     got = list(sources.s3_files(s3, "s3://trail/" + prefix))
-    assert [type(g).__name__ for g in got] == ["File", "File", "Skipped"]
+    assert [type(g).__name__ for g in got] == ["Fetched", "Fetched", "Skipped"]
     assert got[2].label == "s3://trail/%s2.json.gz" % prefix and "AccessDenied" in got[2].why
-    assert got[0].records[0]["responseElements"]["instancesSet"]["items"][0][
+    assert sources.read(got[0]).kept[0]["responseElements"]["instancesSet"]["items"][0][
         "instanceId"] == iid
 
 

@@ -77,7 +77,8 @@ def test_whatif_and_the_lambda_agree_on_codes_deleted_right_after_launch(inbox, 
     delete_ec2_tags([among, only], {"Code": "LOL"})
     events = [run_instances_event([among], tags={"Code": "LOL", "Name": "web"}),
               run_instances_event([only], tags={"Code": "LOL"})]
-    for event in events:
+    for number, event in enumerate(events):  # each call its own eventID, as CloudTrail
+        event["detail"]["eventID"] = "7a1b2c3d-1a2b-4c3d-8e9f-0a1b2c3d4e5%d" % number
         policy.push(event)
     records = [e["detail"] for e in events]
     deletions = [delete_tags([i], ["Code"], 0) for i in (among, only)]
