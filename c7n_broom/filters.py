@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, instances
+from c7n_broom import codes, events, instances, metrics
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import (
     check_grace_seconds,
@@ -142,6 +142,7 @@ class AllowedCodes(ValueFilter):
         return codes.classify(value, self.allowed_codes(), self.data.get("ignore-case", False))
 
     def process(self, resources, event=None):
+        metrics.count(self.manager.data.get("name", ""), metrics.JUDGED, len(resources))
         allowed = self.allowed_codes()
         record = events.cloudtrail_record(event)
         requested = events.request_tags(record) if record else {}
