@@ -48,7 +48,7 @@ from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.mailer import REPORTED
 from c7n_broom.text import readable, true_value
-from c7n_broom.validation import where
+from c7n_broom.validation import check_schema, where
 
 log = logging.getLogger("custodian.broom.securityhub")
 
@@ -223,7 +223,7 @@ class SecurityHubFinding(InstanceFinding, EventAction):
     schema = type_schema(
         "security-hub-finding",
         severity={"enum": ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"]},
-        types={"type": "array", "minItems": 1, "items": {"type": "string"}},
+        types={"type": "array", "items": {"type": "string"}},
         compliance={"enum": [FAILED, PASSED]},
     )
     permissions = ("securityhub:BatchImportFindings",)
@@ -234,6 +234,10 @@ class SecurityHubFinding(InstanceFinding, EventAction):
         return self.permissions
 
     def validate(self):
+        check_schema(self)
+        if not self.data.get("types", DEFAULT_TYPES):
+            raise PolicyValidationError("%s: 'types' needs at least one finding type"
+                                        % where(self))
         for finding_type in self.data.get("types", DEFAULT_TYPES):
             if finding_type.count("/") > 2 or finding_type.split("/")[0] not in FindingTypes:
                 raise PolicyValidationError(

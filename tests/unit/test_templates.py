@@ -206,8 +206,8 @@ def test_policies_send_failed_events_to_the_queue_the_templates_create():
     for template in ("account.yml", "hub.yml"):
         loaded = load(template)
         [queue] = resources(loaded, "AWS::SQS::Queue").values()
-        [alarm] = resources(loaded, "AWS::CloudWatch::Alarm").values()
-        alarm = alarm["Properties"]
+        [alarm] = [a["Properties"] for a in resources(loaded, "AWS::CloudWatch::Alarm").values()
+                   if a["Properties"].get("Namespace") == "AWS/SQS"]
 
         assert queue["Properties"]["QueueName"] == "broom-dead-letters"
         assert (alarm["Namespace"], alarm["MetricName"]) == (
