@@ -429,8 +429,12 @@ class ExitOneOnUsageError(click.Command):
 @click.option("--reorder-window", type=click.IntRange(0), default=900, show_default=True,
               help="Seconds a record may arrive after newer ones (real trails are not in "
                    "time order).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
+              metavar="FILE", help="Also write one self-contained HTML page (summary, "
+                                   "charts, filterable launches) to FILE.")
 def whatif(sources, policy, variables, since, until, accounts, regions, as_json, progress,
-           athena_table, athena_output, athena_workgroup, athena_sql, reorder_window):
+           athena_table, athena_output, athena_workgroup, athena_sql, reorder_window,
+           html_file):
     """What Broom and its SCP would have done with past launches, from CloudTrail.
 
     A SOURCE is a CloudTrail log file (.json.gz, .json), a folder of them, an
@@ -450,5 +454,5 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
         raise
     options = WhatifOptions(sources, policy, values, since, until, accounts,
                             regions, as_json, progress, athena_table, athena_output,
-                            athena_workgroup, athena_sql, reorder_window)
+                            athena_workgroup, athena_sql, reorder_window, html_file)
     sys.exit(run_whatif(options, click.echo))

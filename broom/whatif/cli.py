@@ -25,6 +25,7 @@ class WhatifOptions:
     athena_workgroup: str | None
     athena_sql: bool
     reorder_window: int = stream.DEFAULT_LATENESS
+    html: str | None = None  # --html FILE: the page too (broom/whatif/html.py)
 
 
 def run_whatif(options, echo):
@@ -113,6 +114,10 @@ def simulate(rule, files, selection, options, echo):
     judge = evaluate.Judge(rule)
     out = (output.JsonOutput(lambda text: echo(text, nl=False)) if options.as_json
            else output.TextOutput(echo))
+    if options.html:
+        from broom.whatif.html import HtmlOutput
+
+        out = HtmlOutput(options.html, out, options.policy or "policies/ec2-tags.yml")
     show_progress = sys.stderr.isatty() if options.progress is None else options.progress
 
     def on_file(item, stats):
