@@ -104,7 +104,9 @@ def bars(counts, title, width=460, colour="#c0392b"):
     for index, (label, n) in enumerate(items):
         y = index * (bar_h + gap) + 5
         length = max(1, round((width - label_w - 60) * n / top))
-        shown = str(label) if len(str(label)) <= 28 else str(label)[:27] + "\u2026"
+        label = "(empty)" if label == "" else str(label)
+        # the end of a long name tells most (an ARN's role or user)
+        shown = label if len(label) <= 26 else "\u2026" + label[-25:]
         parts.append('<text x="%d" y="%d" text-anchor="end" class="label">%s<title>%s'
                      '</title></text>' % (label_w - 6, y + 13, esc(shown), esc(label)))
         parts.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>' % (
