@@ -43,7 +43,7 @@ from c7n.resources.ec2 import InstanceFinding
 from c7n.resources.securityhub import FindingTypes
 from c7n.utils import chunks, get_partition, local_session, type_schema
 
-from c7n_broom import codes, events, report, sweep
+from c7n_broom import codes, events, instances, report, sweep
 from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.mailer import REPORTED
@@ -229,7 +229,11 @@ class SecurityHubFinding(InstanceFinding, EventAction):
     permissions = ("securityhub:BatchImportFindings",)
 
     def get_permissions(self):
-        if self.data.get("compliance") == PASSED:
+        """GetFindings too where it reads open findings: ``compliance: PASSED``, and a
+        sweep (periodic or pull mode), which settles the findings it can."""
+        sweeping = (self.manager.data.get("mode") or {}).get("type", "pull") in (
+            "periodic", "pull")
+        if self.data.get("compliance") == PASSED or sweeping:
             return self.permissions + ("securityhub:GetFindings",)
         return self.permissions
 
@@ -296,7 +300,57 @@ class SecurityHubFinding(InstanceFinding, EventAction):
                     self.format_resource(r), region, account_id, r["InstanceId"], policy,
                     reported["code"], reported["outcome"], creator, record, now,
                     notified=True, actor=actor, **options))
+            if not record:  # a sweep: it judged every instance, so it can settle the rest
+                findings += self.settle(client, region, account_id, resources, now, policy,
+                                        options)
         return self.import_findings(client, findings)
+
+    def settle(self, client, region, account_id, violators, now, policy, options):
+        """A sweep's findings for Broom's open findings on instances it did not find in
+        violation: archived (so resolved) when the instance is gone, PASSED when its
+        Code is allowed now. An instance the sweep did not judge (too young, by its
+        filters) and that still breaks the rule is left as it is."""
+        judged = {r["InstanceId"] for r in violators}
+        try:
+            pages = client.get_paginator("get_findings").paginate(Filters={
+                "ProductArn": [{"Value": product_arn(region, account_id),
+                                "Comparison": "EQUALS"}],
+                "GeneratorId": [{"Value": GENERATOR, "Comparison": "EQUALS"}],
+                "RecordState": [{"Value": "ACTIVE", "Comparison": "EQUALS"}],
+                "ComplianceStatus": [{"Value": FAILED, "Comparison": "EQUALS"}]})
+            listed = [f for page in pages for f in page["Findings"]]
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in UNAVAILABLE:
+                raise
+            self.unavailable(e, account_id, region)
+            return []
+        open_ = {}
+        for f in listed:  # filtered here too: the filter is Security Hub's promise
+            parts = str(f.get("Id", "")).split("/")
+            if (len(parts) == 5 and parts[:3] == ["broom", region, account_id]
+                    and f.get("RecordState") == "ACTIVE"
+                    and (f.get("Compliance") or {}).get("Status") == FAILED
+                    and parts[3] not in judged):
+                open_[parts[3]] = f
+        if not open_:
+            return []
+        found = instances.described(self.manager, sorted(open_))
+        check = next((f for f in self.manager.filters if f.type == "allowed-codes"), None)
+        settled = []
+        for instance_id, old in sorted(open_.items()):
+            instance = found.get(instance_id)
+            if instance is None or instances.state(instance) in instances.GONE_STATES:
+                old = dict(old, UpdatedAt=now, RecordState="ARCHIVED")
+                old["ProductFields"] = dict(old.get("ProductFields") or {}, **{
+                    "broom/policy": policy, "broom/outcome": report.GONE})
+                settled.append(old)
+            elif check is not None and check.violation(instance) is None:
+                settled.append(asff(
+                    self.format_resource(instance), region, account_id, instance_id,
+                    policy, None, {"status": "compliant"}, UNKNOWN, None, now,
+                    created_at=old.get("CreatedAt"),
+                    actor="Found compliant by the sweep; fixed by", **options))
+        return settled
 
     def open_findings(self, client, region, account_id, resources):
         """{instance id: CreatedAt} of Broom's findings on ``resources`` that are not
