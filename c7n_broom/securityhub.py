@@ -301,15 +301,23 @@ class SecurityHubFinding(InstanceFinding, EventAction):
                     reported["code"], reported["outcome"], creator, record, now,
                     notified=True, actor=actor, **options))
             if not record:  # a sweep: it judged every instance, so it can settle the rest
-                findings += self.settle(client, region, account_id, resources, now, policy,
-                                        options)
-        return self.import_findings(client, findings)
+                # Its violators first: a Security Hub that is off refuses this import,
+                # which is then the run's one warning, and nothing is read.
+                imported = self.import_findings(client, findings)
+                if imported is None:
+                    return []
+                settled = self.settle(client, region, account_id, resources, now, policy,
+                                      options, imported=bool(findings))
+                return imported + (self.import_findings(client, settled) or [])
+        return self.import_findings(client, findings) or []
 
-    def settle(self, client, region, account_id, violators, now, policy, options):
+    def settle(self, client, region, account_id, violators, now, policy, options,
+               imported=False):
         """A sweep's findings for Broom's open findings on instances it did not find in
         violation: archived (so resolved) when the instance is gone, PASSED when its
         Code is allowed now. An instance the sweep did not judge (too young, by its
-        filters) and that still breaks the rule is left as it is."""
+        filters) and that still breaks the rule is left as it is. ``imported``: this run
+        has just imported its violators' findings."""
         judged = {r["InstanceId"] for r in violators}
         try:
             pages = client.get_paginator("get_findings").paginate(Filters={
@@ -322,7 +330,14 @@ class SecurityHubFinding(InstanceFinding, EventAction):
         except ClientError as e:
             if e.response["Error"]["Code"] not in UNAVAILABLE:
                 raise
-            self.unavailable(e, account_id, region)
+            if e.response["Error"]["Code"] == "InvalidAccessException" or not imported:
+                self.unavailable(e, account_id, region)  # not enabled, or nothing tried
+                return []
+            # The import just worked: the role may import but not read (an older role).
+            log.warning("Security Hub: Broom's open findings in account %s %s not read "
+                        "(%s): the sweep settles none; grant the role "
+                        "securityhub:GetFindings", account_id, region,
+                        e.response["Error"]["Code"])
             return []
         open_ = {}
         for f in listed:  # filtered here too: the filter is Security Hub's promise
@@ -377,7 +392,8 @@ class SecurityHubFinding(InstanceFinding, EventAction):
         return found
 
     def import_findings(self, client, findings):
-        """Import the findings; returns their ids. Disabled or denied: one warning line."""
+        """Import the findings; returns their ids. Disabled or denied: one warning line,
+        and None."""
         imported = []
         for part in chunks(findings, IMPORT_BATCH):
             try:
@@ -386,7 +402,7 @@ class SecurityHubFinding(InstanceFinding, EventAction):
                 if e.response["Error"]["Code"] not in UNAVAILABLE:
                     raise
                 self.unavailable(e, self.manager.config.account_id, self.manager.config.region)
-                return imported
+                return None
             failed = {f.get("Id") for f in response.get("FailedFindings") or ()}
             if failed:
                 first = response["FailedFindings"][0]

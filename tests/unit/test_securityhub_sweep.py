@@ -1,9 +1,12 @@
 """security-hub-finding in the sweep (pull mode, mock_aws): the violators' findings, and
 Broom's open findings on instances the sweep no longer finds in violation settled:
 archived when gone, PASSED when their Code is allowed now."""
+import logging
 from datetime import timedelta
 
 import boto3
+import pytest
+from botocore.stub import Stubber
 
 from support import ACCOUNT, REGION, launch, load_policy, policy_file
 
@@ -71,3 +74,80 @@ def test_a_young_violator_the_sweep_did_not_judge_keeps_its_open_finding(aged, t
     assert (finding["Compliance"]["Status"], finding["RecordState"]) == ("FAILED", "ACTIVE")
     assert finding["ProductFields"]["broom/policy"] == "broom-ec2-require-code-tag"
     assert finding["AwsAccountId"] == ACCOUNT
+
+
+def stub_security_hub(monkeypatch, code, calls):
+    """Every Security Hub client the policy makes answers ``calls`` with ``code``, in
+    order (botocore's Stubber: moto does not refuse a hub that is not enabled)."""
+    real_client = boto3.Session.client
+    stubs = []
+
+    def client(session, service, *args, **kwargs):
+        made = real_client(session, service, *args, **kwargs)
+        if service == "securityhub":
+            stub = Stubber(made)
+            for call in calls:
+                stub.add_client_error(call, code, "Account is not subscribed to AWS "
+                                                  "Security Hub")
+            stub.activate()
+            stubs.append(stub)
+        return made
+    monkeypatch.setattr(boto3.Session, "client", client)
+    return stubs
+
+
+def hub_warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == "custodian.broom.securityhub" and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("code", ["InvalidAccessException", "AccessDeniedException"])
+def test_a_sweep_where_security_hub_is_off_or_denied_is_one_warning_and_the_digest_goes_out(
+        aged, trail, inbox, state_table, monkeypatch, caplog, code):
+    """The sweep both imports and reads findings: Security Hub off is still one line,
+    and it does not try to read what it could not write."""
+    stubs = stub_security_hub(monkeypatch, code, ["batch_import_findings"])
+    violator = old(aged)
+    trail.launched([violator])
+
+    with caplog.at_level(logging.WARNING, logger="custodian.broom.securityhub"):
+        sweep_policy().run()
+
+    [digest] = inbox.emails()
+    assert violator in digest["Message"]
+    [warning] = hub_warnings(caplog)
+    assert "Security Hub not used in account %s %s (%s)" % (ACCOUNT, REGION, code) in warning
+    [stub] = stubs
+    stub.assert_no_pending_responses()
+
+
+def test_a_sweep_that_may_import_but_not_read_files_its_violators_and_says_so_once(
+        aged, trail, inbox, state_table, monkeypatch, caplog):
+    """A role without securityhub:GetFindings (an older role): the violators are
+    filed; the settling is skipped with one warning naming the permission."""
+    real_client = boto3.Session.client
+    stubs = []
+
+    def client(session, service, *args, **kwargs):
+        made = real_client(session, service, *args, **kwargs)
+        if service == "securityhub":
+            stub = Stubber(made)
+            stub.add_response("batch_import_findings",
+                              {"FailedCount": 0, "SuccessCount": 1, "FailedFindings": []})
+            stub.add_client_error("get_findings", "AccessDeniedException", "not authorized")
+            stub.activate()
+            stubs.append(stub)
+        return made
+    monkeypatch.setattr(boto3.Session, "client", client)
+    violator = old(aged)
+    trail.launched([violator])
+
+    with caplog.at_level(logging.WARNING, logger="custodian.broom.securityhub"):
+        [resource] = sweep_policy().run()
+
+    assert resource["InstanceId"] == violator
+    [stub] = stubs
+    stub.assert_no_pending_responses()  # imported, then the read was refused
+    [warning] = hub_warnings(caplog)
+    assert "not read (AccessDeniedException)" in warning
+    assert "securityhub:GetFindings" in warning
