@@ -83,3 +83,16 @@ def test_the_dashboard_is_valid_json_showing_broom_metrics_and_its_functions():
     assert len(alarm_widget["properties"]["alarms"]) == len(alarms())
     for widget in widgets:  # CloudWatch's grid is 24 wide
         assert widget["x"] + widget["width"] <= 24
+
+
+def test_the_dashboard_lists_each_alarm_by_the_arn_its_name_gives():
+    template = load("account.yml")
+    [(name, dashboard)] = resources(template, "AWS::CloudWatch::Dashboard").items()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    listed = re.search(r'"alarms": (\[[^]]*\])', body).group(1)
+    alarm_resources = resources(template, "AWS::CloudWatch::Alarm")
+    expected = ["arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:"
+                + alarm["Properties"]["AlarmName"]["Fn::Sub"]
+                for alarm in alarm_resources.values()]
+    assert sorted(json.loads(listed)) == sorted(expected)
+    assert sorted(dashboard["DependsOn"]) == sorted(alarm_resources)
