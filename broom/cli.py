@@ -443,9 +443,12 @@ class ExitOneOnUsageError(click.Command):
 @click.option("--max-file-size", type=click.IntRange(1), default=256, show_default=True,
               metavar="MB", help="Skip a file that expands to more than this (a file not "
                                  "laid out as CloudTrail writes it: a sixteenth of it).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
+              metavar="FILE", help="Also write one self-contained HTML page (summary, "
+                                   "charts, filterable launches) to FILE.")
 def whatif(sources, policy, variables, since, until, accounts, regions, as_json, progress,
            athena_table, athena_output, athena_workgroup, athena_sql, reorder_window, jobs,
-           max_file_size):
+           max_file_size, html_file):
     """What Broom and its SCP would have done with past launches, from CloudTrail.
 
     A SOURCE is a CloudTrail log file (.json.gz, .json), a folder of them, an
@@ -466,5 +469,5 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
     options = WhatifOptions(sources, policy, values, since, until, accounts,
                             regions, as_json, progress, athena_table, athena_output,
                             athena_workgroup, athena_sql, reorder_window, jobs,
-                            max_file_size * 1_000_000)
+                            max_file_size * 1_000_000, html_file)
     sys.exit(run_whatif(options, click.echo))

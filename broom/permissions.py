@@ -76,6 +76,11 @@ _LOGS = Scope("BroomLogs", (
 _DEAD_LETTERS = Scope("BroomDeadLetters", (
     "arn:{partition}:sqs:*:{account}:broom-dead-letters",))
 _MEMBER_ROLE = Scope("BroomAssumeMemberRole", ("arn:{partition}:iam::*:role/broom-member",))
+# security-hub-finding: the account's own default product (BatchImportFindings) and
+# its hub (GetFindings), in the role's own account: a member's findings stay there.
+_FINDINGS = Scope("BroomFindings", (
+    "arn:{partition}:securityhub:*:{account}:product/{account}/default",
+    "arn:{partition}:securityhub:*:{account}:hub/default"))
 # The Price List API has no resources to name (creator-report's cost line).
 _PRICES = Scope("BroomPrices", ("*",))
 
@@ -103,6 +108,8 @@ SCOPES = {
     "sqs:SendMessage": _DEAD_LETTERS,
     "sts:AssumeRole": _MEMBER_ROLE,
     "pricing:GetProducts": _PRICES,
+    "securityhub:BatchImportFindings": _FINDINGS,
+    "securityhub:GetFindings": _FINDINGS,
 }
 UNSCOPED = "BroomUnscoped"
 

@@ -19,6 +19,7 @@ from c7n_broom import (
     formats,
     instances,
     lookup,
+    metrics,
     recheck,
     report,
     state,
@@ -251,6 +252,7 @@ class CreatorReport(EventAction):
         if not live:
             return []
         outcomes = terminate.outcomes(self.manager, live, self.terminates())
+        metrics.outcomes(self.policy_name, [o.status for o in outcomes.values()])
         persistent = fleets.persistent_spot_requests(self.manager, live)
         config, items = self.manager.config, []
         prices, now = self.price_book(), datetime.now(timezone.utc)
@@ -287,6 +289,7 @@ class CreatorReport(EventAction):
         now = self.clock()
         table = state.for_element(self, clock=self.clock)
         outcomes = terminate.outcomes(self.manager, resources, self.terminates())
+        metrics.outcomes(self.policy_name, [o.status for o in outcomes.values()])
         persistent = fleets.persistent_spot_requests(self.manager, resources)
         found = sweep.attributions(resources)
         # What EC2 shows now of the instances Broom tried to terminate: the digest
@@ -310,6 +313,7 @@ class CreatorReport(EventAction):
                 new=not sweep.reported_at(r),
                 fleet=fleets.fleet_of(r, persistent),
                 owners=tuple(sweep.fleet_owners(r))))
+            r[REPORTED] = formats.instance(rows[-1].finding, outcome)  # security-hub-finding
         sent = self.publish([sweep_message(rows, config.region, config.account_id or "",
                                            self.policy_name)], table)
         sweep.record_reported(table, self.policy_name, resources, now)
@@ -358,6 +362,7 @@ class CreatorReport(EventAction):
             table.settle_reports(self.policy_name, event_id, message.instances)
             failed += self.publish_chatbot(message, event_id)
         if failed:
+            metrics.count(self.policy_name, metrics.REPORT_FAILURES, len(failed))
             raise ReportDeliveryError(
                 "%d of %d reports could not be published to %s: %s" % (
                     len(failed), len(messages), self.topic,

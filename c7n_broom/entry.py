@@ -9,13 +9,15 @@ from c7n_broom import source
 from c7n_broom.actions import CreatorReport
 from c7n_broom.filters import AllowedCodes
 from c7n_broom.mailer import NotifyCreator
+from c7n_broom.securityhub import SecurityHubFinding
 from c7n_broom.sweep import LookupCreators
 from c7n_broom.terminate import SafeTerminate
 
 FILTERS = {"allowed-codes": AllowedCodes}
 ACTIONS = {"creator-report": CreatorReport, "safe-terminate": SafeTerminate,
            "notify-creator": NotifyCreator,
-           "lookup-creators": LookupCreators}
+           "lookup-creators": LookupCreators,
+           "security-hub-finding": SecurityHubFinding}
 
 
 class NameClashError(RuntimeError):

@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, instances, recheck
+from c7n_broom import codes, events, instances, metrics, recheck
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import (
     check_grace_seconds,
@@ -162,6 +162,7 @@ class AllowedCodes(ValueFilter):
         return {i: shown.get(i, requested) for i in bare}
 
     def process(self, resources, event=None):
+        metrics.count(self.manager.data.get("name", ""), metrics.JUDGED, len(resources))
         allowed = self.allowed_codes()
         if recheck.is_recheck(event):  # only a hold Broom recorded, judged by its record
             hold = recheck.verified(recheck.policy_table(self.manager), event)

@@ -24,7 +24,7 @@ from c7n.cwe import CloudWatchEvents
 from c7n.utils import get_retry
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
-from c7n_broom import events, omitted, recheck
+from c7n_broom import events, metrics, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")
 RETRY = get_retry(("Throttling", "RequestLimitExceeded", "ThrottlingException"))
@@ -101,11 +101,13 @@ def run(event, context):
     reason = refusal(event)
     if reason:
         log.warning("refusing a malformed event: %s", reason)
+        metrics.count(metrics.function_policy(policy_data()), metrics.REFUSED)
         return None
     reason = distrust(event)
     if reason:
         log.warning("refusing an event that is not AWS's record of a subscribed call: "
                     "%s (%s)", reason, events.summary(event))
+        metrics.count(metrics.function_policy(policy_data()), metrics.REFUSED)
         return None
     if omitted.is_omitted(events.cloudtrail_record(event)):
         event = omitted.resolve(event, policy_data(), RETRY)

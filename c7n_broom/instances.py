@@ -70,8 +70,15 @@ def launch_marker(resource):
 def current_states(manager, instance_ids):
     """{instance id: state name} as EC2 shows them now; ids EC2 does not know are
     left out."""
+    return {i: instance["State"]["Name"]
+            for i, instance in described(manager, instance_ids).items()}
+
+
+def described(manager, instance_ids):
+    """{instance id: DescribeInstances' instance} as EC2 shows them now; ids EC2 does
+    not know are left out."""
     client = local_session(manager.session_factory).client("ec2")
-    states = {}
+    found = {}
     for batch in chunks(instance_ids, 100):
         try:
             response = manager.retry(client.describe_instances, InstanceIds=batch)
@@ -80,12 +87,12 @@ def current_states(manager, instance_ids):
                 raise
             if len(batch) > 1:  # one unknown id fails the call: ask one by one
                 for instance_id in batch:
-                    states.update(current_states(manager, [instance_id]))
+                    found.update(described(manager, [instance_id]))
             continue
         for reservation in response.get("Reservations", []):
             for instance in reservation.get("Instances", []):
-                states[instance["InstanceId"]] = instance["State"]["Name"]
-    return states
+                found[instance["InstanceId"]] = instance
+    return found
 
 
 def late_tags(manager, client, instance_ids, key):

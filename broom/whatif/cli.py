@@ -31,6 +31,7 @@ class WhatifOptions:
     jobs: int | None = None
     #: Bytes a file may expand to.
     max_file_size: int = sources.DEFAULT_LIMIT
+    html: str | None = None  # --html FILE: the page too (broom/whatif/html.py)
 
 
 def run_whatif(options, echo):
@@ -142,6 +143,10 @@ def simulate(rule, files, selection, options, echo):
     judge = evaluate.Judge(rule)
     out = (output.JsonOutput(lambda text: echo(text, nl=False)) if options.as_json
            else output.TextOutput(echo))
+    if options.html:
+        from broom.whatif.html import HtmlOutput
+
+        out = HtmlOutput(options.html, out, options.policy or "policies/ec2-tags.yml")
     show_progress = sys.stderr.isatty() if options.progress is None else options.progress
 
     def on_file(item, stats):

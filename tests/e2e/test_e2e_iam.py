@@ -42,7 +42,8 @@ from broom import permissions
 from broom.local.aws import LAMBDA_TRUST_POLICY, create_dead_letter_queue, create_state_table
 from broom.local.deploy import custodian_run, published
 from broom.local.lambda_runner import run_archive
-from c7n_broom import recheck
+from c7n_broom import recheck, securityhub
+from c7n_broom.identity import UNKNOWN
 
 import cfn_templates
 from e2e_support import TOPIC, function_name, policy_data, server_inbox
@@ -112,6 +113,12 @@ _SCHEDULE = ("scheduler", "create_schedule", {
     "Target": {"Arn": "arn:aws:lambda:%s:%s:function:%s" % (REGION, ACCOUNT, FUNCTION),
                "RoleArn": "arn:aws:iam::%s:role/%s" % (ACCOUNT, recheck.SCHEDULER_ROLE)}})
 _ITEM = {"TableName": "broom-state", "Key": {"pk": {"S": "probe"}}}
+_FINDING = securityhub.asff(
+    {"Type": "AwsEc2Instance", "Id": "arn:aws:ec2:%s:%s:instance/%s" % (REGION, ACCOUNT,
+                                                                      _INSTANCE)},
+    REGION, ACCOUNT, _INSTANCE, "probe",
+    {"key": "Code", "value": None, "reason": "missing", "allowed": ["LOL"]},
+    {"status": "terminated"}, UNKNOWN, None, "2030-01-01T00:00:00+00:00")
 #: One call per permission the archive needs (iam:PassRole: the call that passes a role).
 PROBES = {
     "ec2:DescribeInstances": ("ec2", "describe_instances", {}),
@@ -129,6 +136,8 @@ PROBES = {
     "dynamodb:UpdateItem": ("dynamodb", "update_item", _ITEM),
     "scheduler:CreateSchedule": _SCHEDULE,
     "iam:PassRole": _SCHEDULE,
+    "securityhub:BatchImportFindings": ("securityhub", "batch_import_findings", {
+        "Findings": [_FINDING]}),
 }
 
 
@@ -190,6 +199,7 @@ NEEDED_FOR = {
     "dynamodb:UpdateItem": ("capped", "launches over the principal's cap held"),
     "scheduler:CreateSchedule": ("capped", "held instances' re-check scheduled"),
     "iam:PassRole": ("capped", "held instances' re-check scheduled"),  # once moto checks it
+    "securityhub:BatchImportFindings": ("launch", "violators filed in Security Hub"),
 }
 
 
@@ -391,9 +401,10 @@ class Run:
                 timeout=config["Timeout"], function_name=FUNCTION,
                 memory_mb=config["MemorySize"])
 
-    def check(self, states, reports, schedules):
-        """The job's checks for the scenarios run; self.problems: the failed ones, and
-        what was found instead."""
+    def check(self, states, reports, schedules, filed):
+        """The job's checks for the scenarios run (``filed``: the instance ids with a
+        Security Hub finding); self.problems: the failed ones, and what was found
+        instead."""
         ids, results = self.ids, self.results
 
         def check(name, ok, found):
@@ -423,6 +434,10 @@ class Run:
             spot_reports = [m["Message"] for m in reports.get(ids["spot"], ())]
             check("spot report names its persistent request",
                   any(ids["request"] in m for m in spot_reports), spot_reports)
+            violators = {ids[name] for name in ("untagged", "protected", "spot")}
+            check("violators filed in Security Hub",
+                  violators <= filed and ids["late"] not in filed,
+                  sorted((violators | {ids["late"]}) & filed))
 
         if "capped" in self.scenarios:
             deliveries = ("first#0", "second#1", "second#2")
@@ -482,6 +497,7 @@ def account(local_aws, tmp_path_factory):
     create_state_table(local_aws.client("dynamodb"))
     local_aws.client("scheduler").create_schedule_group(Name=recheck.SCHEDULE_GROUP)
     create_dead_letter_queue(local_aws.client("sqs"))
+    local_aws.client("securityhub").enable_security_hub()
     inbox = server_inbox(local_aws)
     custodian_run(POLICY_FILE, tmp_path_factory.mktemp("deploy"), [REGION], local_aws.env())
     yield local_aws, inbox
@@ -513,8 +529,10 @@ def runs(account):
     reports = by_instance_all(inbox.emails())
     states = instance_states(ec2, [i for run in found.values() for i in run.instance_ids()])
     schedules = {s["Name"] for s in aws.client("scheduler").list_schedules()["Schedules"]}
+    filed = {f["Id"].split("/")[3] for page in aws.client("securityhub").get_paginator(
+        "get_findings").paginate() for f in page["Findings"]}
     for run in found.values():
-        run.check(states, reports, schedules)
+        run.check(states, reports, schedules, filed)
     return found
 
 

@@ -19,7 +19,7 @@ PLUGIN_FILES = {
         "fleets", "handler", "identity", "instances", "lambda_check", "omitted", "principals",
         "recheck", "report", "source", "state", "terminate", "text", "validation",
         "cost", "formats", "mailer",
-        "lookup", "sweep", "items")}
+        "lookup", "sweep", "items", "securityhub", "metrics")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
 ALLOWED_ROOTS = {"c7n_broom", "c7n", "boto3", "botocore"} | set(sys.stdlib_module_names)
 
@@ -37,7 +37,8 @@ def broom_files(zipped):
 
 
 def test_the_archive_holds_exactly_the_plugin():
-    for policy_file in ("ec2-tags.yml", "ec2-tags-changed.yml", "ec2-tags-hub.yml",
+    for policy_file in ("ec2-tags.yml", "ec2-tags-changed.yml", "ec2-tags-fixed.yml",
+                        "ec2-tags-hub.yml",
                         "ec2-tags-sweep.yml"):
         zipped = archive(policy_file)
         assert broom_files(zipped) == PLUGIN_FILES, policy_file

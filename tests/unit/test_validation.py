@@ -30,6 +30,7 @@ FILTER = "filter:allowed-codes"
 TERMINATE = "action:safe-terminate"
 REPORT = "action:creator-report"
 LOOKUP = "action:lookup-creators"
+FINDING = "action:security-hub-finding"
 #: Elements only the sweep has are checked in it: {element: (policy file, its name)}.
 IN_SWEEP = {LOOKUP: ("ec2-tags-sweep.yml", "broom-ec2-sweep-code-tag")}
 
@@ -252,6 +253,18 @@ TABLE = [
     row(LOOKUP, {"max_lookups": 5}, "'max_lookups': unknown option 'max_lookups' "
         "(valid: max-lookups, state-table)",
         "Additional properties are not allowed ('max_lookups' was unexpected)"),
+    # security-hub-finding
+    row(FINDING, {"severity": "SEVERE"}, "'severity': 'SEVERE' is not one of "
+        "['INFORMATIONAL', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL']",
+        "'SEVERE' is not one of ['INFORMATIONAL', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL']"),
+    row(FINDING, {"types": "Software and Configuration Checks"}, "'types': 'Software and "
+        "Configuration Checks' is not of type 'array'",
+        "'Software and Configuration Checks' is not of type 'array'"),
+    row(FINDING, {"types": []}, "'types' needs at least one finding type"),
+    row(FINDING, {"types": ["Made Up/Category"]}, "finding type 'Made Up/Category' must "
+        "be 'namespace/category/classifier'"),
+    row(FINDING, {"compliance": "OK"}, "'compliance': 'OK' is not one of ['FAILED', "
+        "'PASSED']", "'OK' is not one of ['FAILED', 'PASSED']"),
 ]
 
 
@@ -382,7 +395,7 @@ def test_unset_vars_still_mean_the_policy_defaults():
     [data] = policy_file("ec2-tags.yml")["policies"]
     policy = load_policy(data)
     [codes_filter] = policy.resource_manager.filters
-    terminate, report = policy.resource_manager.actions
+    terminate, report = policy.resource_manager.actions[:2]
     assert codes_filter.allowed_codes() == ["LOL", "GGG", "BRB", "YLO"]
     assert terminate.settings().enforcement == "enforce"
     assert report.topic == "arn:aws:sns:us-east-1:123456789012:broom-reports"
