@@ -113,7 +113,7 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
 
     from broom.replay import PolicyCache, ReplayError
 
-    values = parse_vars(variables)
+    values = parse_vars(variables, [policy])
     for source in sources:
         if not is_queue_source(source) and not Path(source).is_file():
             raise click.BadParameter("no such file: %s" % source, param_hint="SOURCE")
@@ -161,13 +161,21 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
     sys.exit(1 if tally["failed"] else 0)
 
 
-def parse_vars(variables):
+def parse_vars(variables, policy_paths=()):
+    """``--var NAME=VALUE`` options as a dict; a name that neither Broom nor the
+    policy files use is refused (broom.varnames)."""
+    from broom.varnames import UnknownName, check_vars
+
     values = {}
     for item in variables:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise click.BadParameter("expected NAME=VALUE, got %r" % item, param_hint="--var")
         values[name] = value
+    try:
+        check_vars(values, policy_paths)
+    except UnknownName as e:
+        raise click.BadParameter(str(e), param_hint="--var")
     return values
 
 
@@ -342,14 +350,17 @@ def permissions(policies, role, account, hub_account):
               help="Only these accounts, by name or id (repeatable, or comma separated).")
 @click.option("-r", "--region", "regions", multiple=True,
               help="Regions instead of each account's (as c7n-org run -r).")
-def preflight(config_path, policy_paths, accounts, regions):
+@click.option("--allow-var", "allow_vars", multiple=True, metavar="NAME",
+              help="A var of your own that no policy file given uses (repeatable); "
+                   "any other unknown var is an error.")
+def preflight(config_path, policy_paths, accounts, regions, allow_vars):
     """Fill every account's vars into every policy as `c7n-org run` does and check
     the result, with no AWS calls: one line per problem, exit 1 if any."""
     from broom.preflight import PreflightError
     from broom.preflight import preflight as run_preflight
 
     try:
-        result = run_preflight(config_path, policy_paths, accounts, regions)
+        result = run_preflight(config_path, policy_paths, accounts, regions, allow_vars)
     except PreflightError as e:
         click.echo("broom preflight failed: %s" % e, err=True)
         sys.exit(1)
@@ -441,10 +452,11 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
     but reading the sources. Exit status: 0, 1 on a usage or policy error, 2 when an
     input was skipped.
     """
+    from broom.demo import default_policy
     from broom.whatif.cli import WhatifOptions, run_whatif
 
     try:
-        values = parse_vars(variables)
+        values = parse_vars(variables, [policy or default_policy()])
     except click.BadParameter as e:
         e.exit_code = 1
         raise

@@ -145,19 +145,20 @@ def test_region_option_replaces_the_accounts_regions(accounts):
     assert "1 accounts x 1 policies x 2 regions checked (2 deployments)" in result.output
 
 
-def test_an_unused_var_is_a_warning_not_a_failure(accounts):
+def test_a_broom_var_the_policies_checked_do_not_use_is_a_warning(accounts):
+    """(A var Broom does not know is an error: tests/unit/test_unknown_names.py.)"""
     path = accounts("""
         accounts:
           - account_id: "111111111111"
             name: a
             role: r-deployer
             regions: [us-east-1]
-            vars: {broom_enforcment: report-only}
+            vars: {broom_sweep_schedule: rate(6 hours)}
         """)
     result = invoke("-c", path, "-u", TAGS)
     assert result.exit_code == 0
-    assert result.stderr == ("warn: a (111111111111): var 'broom_enforcment' is used by "
-                             "none of the policies checked (a typo?)\n")
+    assert result.stderr == ("warn: a (111111111111): var 'broom_sweep_schedule' is used "
+                             "by none of the policies checked\n")
 
 
 def test_a_var_outside_broom_elements_is_held_to_the_schema_and_must_be_filled(
