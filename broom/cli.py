@@ -24,6 +24,14 @@ def cli(verbose):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if click.get_current_context().invoked_subcommand in NEEDS_NO_AWS:
+        from broom.environment import ignore_missing_profile
+
+        ignore_missing_profile()
+
+
+#: Commands that make no AWS call (whatif decides by its sources: broom.whatif.cli).
+NEEDS_NO_AWS = frozenset(("demo", "scp", "permissions", "preflight"))
 
 
 @cli.command()
@@ -207,7 +215,9 @@ def aws_session(region):
         raise ReplayError("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY): %s" % e)
     except ProfileNotFound as e:
-        raise ReplayError("%s (check AWS_PROFILE)" % e)
+        from broom.environment import profile_message
+
+        raise ReplayError(profile_message(e))
     except NoRegionError:
         raise ReplayError("no AWS region (set --region or AWS_DEFAULT_REGION)")
     except ClientError as e:
