@@ -413,6 +413,58 @@ def doctor(region, policies):
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--region", "regions", multiple=True,
+              help="Region to remove from (repeatable; default: the AWS configuration's).")
+@click.option("--policy", "policies", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Deployed policy file (repeatable; default: every shipped policy).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--log-groups", is_flag=True,
+              help="Also delete the functions' log groups (/aws/lambda/NAME).")
+def uninstall(regions, policies, dry_run, log_groups):
+    """Remove what `custodian run` deployed for the policies, in the current
+    credentials' account: each function's pending re-check schedules, EventBridge
+    rule and targets, the function and its invoke permission (and with --log-groups
+    its logs). The templates' resources (state table, topic, queue) stay. One line per
+    thing removed; exit 1 if anything could not be removed."""
+    from botocore.exceptions import ClientError
+
+    from broom import doctor as doctor_module
+    from broom import uninstall as uninstall_module
+    from broom.demo import default_policy
+
+    paths = list(policies) or sorted(default_policy().parent.glob("*.yml"))
+    try:
+        session, account_id = doctor_module.session_for(regions[0] if regions else None)
+        loaded = doctor_module.load(paths, account_id, session.region_name)
+    except (doctor_module.DoctorError, DemoError) as e:
+        click.echo("broom uninstall failed: %s" % e, err=True)
+        sys.exit(1)
+    _, unsupported = uninstall_module.functions(loaded)
+    for name in unsupported:
+        click.echo("broom uninstall: skipped policy %s: not a function behind a rule of "
+                   "its own" % name, err=True)
+    steps = []
+    for region in regions or [session.region_name]:
+        try:
+            found = uninstall_module.uninstall(session, account_id, region, loaded,
+                                               dry_run=dry_run, log_groups=log_groups)
+        except ClientError as e:
+            click.echo("broom uninstall failed: %s: %s" % (
+                region, uninstall_module.error_text(e)), err=True)
+            sys.exit(1)
+        for step in found:
+            click.echo(step.line(dry_run))
+        steps += found
+    failed = [s for s in steps if s.error]
+    click.echo("%s (%s): %d %s, %d failed%s" % (
+        account_id, ", ".join(regions or [session.region_name]), len(steps) - len(failed),
+        "to remove" if dry_run else "removed", len(failed),
+        " (dry run: nothing changed)" if dry_run else ""))
+    sys.exit(1 if failed else 0)
+
+
 class ExitOneOnUsageError(click.Command):
     """A command whose usage errors exit 1, as its documented exit status says (2
     means an input was skipped), instead of click's 2."""

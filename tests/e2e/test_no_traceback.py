@@ -32,6 +32,7 @@ NO_AWS = {
 #: Commands that need AWS: one line naming what to change.
 NEEDS_AWS = {
     "doctor": ["broom", "doctor"],
+    "uninstall": ["broom", "uninstall", "--dry-run"],
     "replay": ["broom", "replay", TAGS, EVENT],
     "replay-queue": ["broom", "replay", TAGS, "sqs://broom-dead-letters"],
     "whatif-s3": ["broom", "whatif", "s3://org-trail/AWSLogs/"],

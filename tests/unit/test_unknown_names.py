@@ -16,6 +16,7 @@ from support import REPO
 
 TAGS = str(REPO / "policies" / "ec2-tags.yml")
 TRAIL = str(REPO / "tests" / "data" / "cloudtrail")
+EVENT = str(REPO / "tests" / "data" / "cloudtrail" / "event-cloud-trail-run-instances.json")
 
 
 def invoke(*args):
@@ -101,8 +102,7 @@ def test_whatif_refuses_an_unknown_var_and_accepts_the_policys_own(write):
 
 
 def test_replay_refuses_an_unknown_var_before_any_aws_call():
-    result = invoke("replay", "--var", "broom_enforcment=report-only", TAGS,
-                    str(REPO / "tests" / "data" / "cloudtrail" / "event-cloud-trail-run-instances.json"))
+    result = invoke("replay", "--var", "broom_enforcment=report-only", TAGS, EVENT)
     assert result.exit_code != 0
     assert "unknown var 'broom_enforcment' (did you mean broom_enforcement?)" in result.stderr
 
