@@ -106,7 +106,8 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
     credentials' account, in each event's region.
 
     A SOURCE is a file (a record, an EventBridge event or a CloudTrail log file, .json
-    or .json.gz) or a dead-letter queue: sqs://NAME or a queue URL. With --execute a
+    or .json.gz), a folder (the .json and .json.gz files under it, in name order) or a
+    dead-letter queue: sqs://NAME or a queue URL. With --execute a
     queue message is deleted once its event was handled; a dry run deletes nothing.
 
     Each event is handled on its own: one that fails is reported and the others go
@@ -123,8 +124,9 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
 
     values = parse_vars(variables, [policy])
     for source in sources:
-        if not is_queue_source(source) and not Path(source).is_file():
-            raise click.BadParameter("no such file: %s" % source, param_hint="SOURCE")
+        if not is_queue_source(source) and not Path(source).exists():
+            raise click.BadParameter("no such file or folder: %s" % source,
+                                     param_hint="SOURCE")
     show_progress = sys.stderr.isatty() if progress is None else progress
     tally = dict(read=0, matched=0, handled=0, acted=0, failed=0, skipped=0, inputs=0)
     results = []
@@ -164,6 +166,7 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
     if tally["inputs"]:
         summary += "; %d input(s) skipped" % tally["inputs"]
     if not execute:
+        summary = summary.replace(" acted on,", " would be acted on,")
         summary += " (dry run: nothing changed)"
     click.echo(summary, err=as_json)
     sys.exit(1 if tally["failed"] else 0)
@@ -229,11 +232,11 @@ def replay_inputs(session, sources, region, execute):
     """Each file, then each message of each queue, as broom.replay.Input."""
     from botocore.exceptions import ClientError, NoRegionError
 
-    from broom.replay import Queue, ReplayError, file_input, is_queue
+    from broom.replay import Queue, ReplayError, is_queue
 
     for source in sources:
         if not is_queue(source):
-            yield file_input(source)
+            yield from folder_inputs(source)
             continue
         try:
             queue = Queue(session, source, region)
@@ -246,6 +249,20 @@ def replay_inputs(session, sources, region, execute):
             yield from queue.inputs(execute)
         finally:
             queue.close()
+
+
+def folder_inputs(source):
+    """The input of a file, or of each CloudTrail log file under a folder (in name
+    order, as broom whatif reads a folder); a folder holding none is one skipped input."""
+    from broom.replay import Input, file_input
+    from broom.whatif.sources import local_files
+
+    files = local_files(source)
+    if not files:
+        yield Input(source, problem="%s holds no CloudTrail log file (*.json.gz, *.json)"
+                    % source)
+    for path in files:
+        yield file_input(path)
 
 
 def delete(item):

@@ -45,11 +45,16 @@ class Result:
     accounts: int = 0
     policies: int = 0
     regions: int = 0
+    account_regions: int = 0
     checks: int = 0
 
     def summary(self):
-        return "%d accounts x %d policies x %d regions checked (%d deployments)" % (
-            self.accounts, self.policies, self.regions, self.checks)
+        def count(n, word, words=None):
+            return "%d %s" % (n, word if n == 1 else words or word + "s")
+        return "checked %s in each of %s (%s, %s): %s" % (
+            count(self.policies, "policy", "policies"),
+            count(self.account_regions, "account-region"), count(self.accounts, "account"),
+            count(self.regions, "region"), count(self.checks, "deployment"))
 
 
 def load_accounts(path, accounts=(), regions=()):
@@ -254,6 +259,7 @@ def preflight(config_path, policy_paths, accounts=(), regions=(), allow_vars=())
         result.policies += len(data.get("policies") or ())
     result.accounts = len(targets)
     result.regions = len({r for _, region_list in targets for r in region_list})
+    result.account_regions = sum(len(region_list) for _, region_list in targets)
     result.problems += unknown_placeholders(files, targets, allow_vars)
     for account, region_list in targets:
         given = account.get("vars") or {}

@@ -280,7 +280,8 @@ class Judge:
                 entry.update(verdict=COMPLIANT, reason="%s %s %s" % (key, value, seen),
                              action=NONE)
             else:
-                entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace))
+                entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace,
+                                                            check.allowed_codes()))
                 entry.update(self.action(plan.get(instance_id)))
             listed.append(entry)
         return listed
@@ -383,7 +384,7 @@ def _code(check, resource, requested, key, late, grace):
     return value
 
 
-def _why(verdict, key, late, grace):
+def _why(verdict, key, late, grace, allowed=()):
     if verdict.reason == codes.MISSING:
         why = "no %s tag" % key
         if late and late[0] > grace:
@@ -392,7 +393,11 @@ def _why(verdict, key, late, grace):
         return why
     if verdict.reason == codes.EMPTY:
         return "%s tag is empty" % key
-    return "%s %r is not an allowed code" % (key, verdict.value)
+    why = "%s %r is not an allowed code" % (key, verdict.value)
+    close = codes.case_suggestion(verdict.value, allowed)  # as Broom's reports hint
+    if close:
+        why += ": did you mean %s? (codes are case-sensitive)" % close
+    return why
 
 
 def hour_of(result):

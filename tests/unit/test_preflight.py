@@ -39,7 +39,8 @@ def test_shipped_accounts_pass_with_broom_optional_vars_unset():
     assert result.exit_code == 0, result.output + result.stderr
     # sandbox: 2 regions, data-team: 1, training: 1; three policies in each
     assert lines(result.stdout) == [
-        "3 accounts x 3 policies x 2 regions checked (12 deployments)"]
+        "checked 3 policies in each of 4 account-regions (3 accounts, 2 regions): "
+        "12 deployments"]
     assert result.stderr == ""
 
 
@@ -142,7 +143,8 @@ def test_region_option_replaces_the_accounts_regions(accounts):
         """)
     result = invoke("-c", path, "-u", TAGS, "-r", "eu-west-1", "-r", "eu-central-1")
     assert result.exit_code == 0
-    assert "1 accounts x 1 policies x 2 regions checked (2 deployments)" in result.output
+    assert ("checked 1 policy in each of 2 account-regions (1 account, 2 regions): "
+            "2 deployments") in result.output
 
 
 def test_a_broom_var_the_policies_checked_do_not_use_is_a_warning(accounts):
