@@ -75,10 +75,19 @@ def lambda_function_name(policy_path):
     if mode.get("type") != "cloudtrail" or "RunInstances" not in events:
         raise DemoError(
             "%s: broom demo runs a policy on RunInstances events (mode: cloudtrail: "
-            "policies/ec2-tags.yml or ec2-tags-hub.yml); the first policy here runs %s "
-            "(replay recorded CreateTags events through the tag-change policy with "
-            "broom replay)" % (policy_path, _runs_on(mode, events)))
+            "policies/ec2-tags.yml or ec2-tags-hub.yml); the first policy here runs %s%s"
+            % (policy_path, _runs_on(mode, events), _instead(mode, events)))
     return mode.get("function-prefix", "custodian-") + data["name"]
+
+
+def _instead(mode, events):
+    """What to do with such a policy instead of the demo, or an empty string."""
+    if mode.get("type") == "cloudtrail" and events:
+        return " (replay recorded %s events through it with broom replay)" % (
+            min(str(e) for e in events))
+    if mode.get("type") == "periodic":
+        return " (see what it would find with custodian run --dryrun in an account)"
+    return ""
 
 
 def _runs_on(mode, events):

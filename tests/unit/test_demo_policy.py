@@ -6,17 +6,21 @@ from broom.demo import DemoError, lambda_function_name
 from support import POLICIES
 
 
-@pytest.mark.parametrize("name, runs", [
-    ("ec2-tags-changed.yml", "runs on CreateTags/DeleteTags events"),
-    ("ec2-tags-sweep.yml", "runs on a schedule (mode: periodic)"),
+@pytest.mark.parametrize("name, runs, instead, not_said", [
+    ("ec2-tags-changed.yml", "runs on CreateTags/DeleteTags events",
+     "replay recorded CreateTags events through it with broom replay", "schedule"),
+    ("ec2-tags-sweep.yml", "runs on a schedule (mode: periodic)",
+     "see what it would find with custodian run --dryrun", "CreateTags"),
 ])
-def test_demo_refuses_a_policy_not_run_by_run_instances_naming_those_it_runs(name, runs):
+def test_demo_refuses_a_policy_not_run_by_run_instances_naming_those_it_runs(
+        name, runs, instead, not_said):
     with pytest.raises(DemoError) as refused:
         lambda_function_name(POLICIES / name)
     message = str(refused.value)
     assert "\n" not in message
     assert runs in message
     assert "policies/ec2-tags.yml or ec2-tags-hub.yml" in message
+    assert instead in message and not_said not in message
 
 
 @pytest.mark.parametrize("name", ["ec2-tags.yml", "ec2-tags-hub.yml"])
