@@ -24,6 +24,14 @@ def cli(verbose):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if click.get_current_context().invoked_subcommand in NEEDS_NO_AWS:
+        from broom.environment import ignore_missing_profile
+
+        ignore_missing_profile()
+
+
+#: Commands that make no AWS call (whatif decides by its sources: broom.whatif.cli).
+NEEDS_NO_AWS = frozenset(("demo", "scp", "permissions", "preflight"))
 
 
 @cli.command()
@@ -98,7 +106,8 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
     credentials' account, in each event's region.
 
     A SOURCE is a file (a record, an EventBridge event or a CloudTrail log file, .json
-    or .json.gz) or a dead-letter queue: sqs://NAME or a queue URL. With --execute a
+    or .json.gz), a folder (the .json and .json.gz files under it, in name order) or a
+    dead-letter queue: sqs://NAME or a queue URL. With --execute a
     queue message is deleted once its event was handled; a dry run deletes nothing.
 
     Each event is handled on its own: one that fails is reported and the others go
@@ -113,10 +122,11 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
 
     from broom.replay import PolicyCache, ReplayError
 
-    values = parse_vars(variables)
+    values = parse_vars(variables, [policy])
     for source in sources:
-        if not is_queue_source(source) and not Path(source).is_file():
-            raise click.BadParameter("no such file: %s" % source, param_hint="SOURCE")
+        if not is_queue_source(source) and not Path(source).exists():
+            raise click.BadParameter("no such file or folder: %s" % source,
+                                     param_hint="SOURCE")
     show_progress = sys.stderr.isatty() if progress is None else progress
     tally = dict(read=0, matched=0, handled=0, acted=0, failed=0, skipped=0, inputs=0)
     results = []
@@ -156,18 +166,27 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
     if tally["inputs"]:
         summary += "; %d input(s) skipped" % tally["inputs"]
     if not execute:
+        summary = summary.replace(" acted on,", " would be acted on,")
         summary += " (dry run: nothing changed)"
     click.echo(summary, err=as_json)
     sys.exit(1 if tally["failed"] else 0)
 
 
-def parse_vars(variables):
+def parse_vars(variables, policy_paths=()):
+    """``--var NAME=VALUE`` options as a dict; a name that neither Broom nor the
+    policy files use is refused (broom.varnames)."""
+    from broom.varnames import UnknownName, check_vars
+
     values = {}
     for item in variables:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise click.BadParameter("expected NAME=VALUE, got %r" % item, param_hint="--var")
         values[name] = value
+    try:
+        check_vars(values, policy_paths)
+    except UnknownName as e:
+        raise click.BadParameter(str(e), param_hint="--var")
     return values
 
 
@@ -199,7 +218,9 @@ def aws_session(region):
         raise ReplayError("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY): %s" % e)
     except ProfileNotFound as e:
-        raise ReplayError("%s (check AWS_PROFILE)" % e)
+        from broom.environment import profile_message
+
+        raise ReplayError(profile_message(e))
     except NoRegionError:
         raise ReplayError("no AWS region (set --region or AWS_DEFAULT_REGION)")
     except ClientError as e:
@@ -211,11 +232,11 @@ def replay_inputs(session, sources, region, execute):
     """Each file, then each message of each queue, as broom.replay.Input."""
     from botocore.exceptions import ClientError, NoRegionError
 
-    from broom.replay import Queue, ReplayError, file_input, is_queue
+    from broom.replay import Queue, ReplayError, is_queue
 
     for source in sources:
         if not is_queue(source):
-            yield file_input(source)
+            yield from folder_inputs(source)
             continue
         try:
             queue = Queue(session, source, region)
@@ -228,6 +249,24 @@ def replay_inputs(session, sources, region, execute):
             yield from queue.inputs(execute)
         finally:
             queue.close()
+
+
+def folder_inputs(source):
+    """The input of a file, or of each CloudTrail log file under a folder (in name
+    order, as broom whatif reads a folder); a folder holding none is one skipped input."""
+    from broom.replay import Input, file_input
+    from broom.whatif.sources import Skipped, local_files
+
+    found = False
+    for path in local_files(source):
+        found = True
+        if isinstance(path, Skipped):
+            yield Input(path.label, problem="%s %s" % (path.label, path.why))
+        else:
+            yield file_input(path)
+    if not found:
+        yield Input(source, problem="%s holds no CloudTrail log file (*.json.gz, *.json)"
+                    % source)
 
 
 def delete(item):
@@ -351,14 +390,17 @@ def permissions(policies, role, account, hub_account):
               help="Only these accounts, by name or id (repeatable, or comma separated).")
 @click.option("-r", "--region", "regions", multiple=True,
               help="Regions instead of each account's (as c7n-org run -r).")
-def preflight(config_path, policy_paths, accounts, regions):
+@click.option("--allow-var", "allow_vars", multiple=True, metavar="NAME",
+              help="A var of your own that no policy file given uses (repeatable); "
+                   "any other unknown var is an error.")
+def preflight(config_path, policy_paths, accounts, regions, allow_vars):
     """Fill every account's vars into every policy as `c7n-org run` does and check
     the result, with no AWS calls: one line per problem, exit 1 if any."""
     from broom.preflight import PreflightError
     from broom.preflight import preflight as run_preflight
 
     try:
-        result = run_preflight(config_path, policy_paths, accounts, regions)
+        result = run_preflight(config_path, policy_paths, accounts, regions, allow_vars)
     except PreflightError as e:
         click.echo("broom preflight failed: %s" % e, err=True)
         sys.exit(1)
@@ -399,6 +441,58 @@ def doctor(region, policies):
                                                   len(checks), len(failed)))
     if failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--region", "regions", multiple=True,
+              help="Region to remove from (repeatable; default: the AWS configuration's).")
+@click.option("--policy", "policies", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Deployed policy file (repeatable; default: every shipped policy).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--log-groups", is_flag=True,
+              help="Also delete the functions' log groups (/aws/lambda/NAME).")
+def uninstall(regions, policies, dry_run, log_groups):
+    """Remove what `custodian run` deployed for the policies, in the current
+    credentials' account: each function's pending re-check schedules, EventBridge
+    rule and targets, the function and its invoke permission (and with --log-groups
+    its logs). The templates' resources (state table, topic, queue) stay. One line per
+    thing removed; exit 1 if anything could not be removed."""
+    from botocore.exceptions import ClientError
+
+    from broom import doctor as doctor_module
+    from broom import uninstall as uninstall_module
+    from broom.demo import default_policy
+
+    paths = list(policies) or sorted(default_policy().parent.glob("*.yml"))
+    try:
+        session, account_id = doctor_module.session_for(regions[0] if regions else None)
+        loaded = doctor_module.load(paths, account_id, session.region_name)
+    except (doctor_module.DoctorError, DemoError) as e:
+        click.echo("broom uninstall failed: %s" % e, err=True)
+        sys.exit(1)
+    _, unsupported = uninstall_module.functions(loaded)
+    for name in unsupported:
+        click.echo("broom uninstall: skipped policy %s: not a function behind a rule of "
+                   "its own" % name, err=True)
+    steps = []
+    for region in regions or [session.region_name]:
+        try:
+            found = uninstall_module.uninstall(session, account_id, region, loaded,
+                                               dry_run=dry_run, log_groups=log_groups)
+        except ClientError as e:
+            click.echo("broom uninstall failed: %s: %s" % (
+                region, uninstall_module.error_text(e)), err=True)
+            sys.exit(1)
+        for step in found:
+            click.echo(step.line(dry_run))
+        steps += found
+    failed = [s for s in steps if s.error]
+    click.echo("%s (%s): %d %s, %d failed%s" % (
+        account_id, ", ".join(regions or [session.region_name]), len(steps) - len(failed),
+        "to remove" if dry_run else "removed", len(failed),
+        " (dry run: nothing changed)" if dry_run else ""))
+    sys.exit(1 if failed else 0)
 
 
 class ExitOneOnUsageError(click.Command):
@@ -459,10 +553,11 @@ def whatif(sources, policy, variables, since, until, accounts, regions, as_json,
     but reading the sources. Exit status: 0, 1 on a usage or policy error, 2 when an
     input was skipped.
     """
+    from broom.demo import default_policy
     from broom.whatif.cli import WhatifOptions, run_whatif
 
     try:
-        values = parse_vars(variables)
+        values = parse_vars(variables, [policy or default_policy()])
     except click.BadParameter as e:
         e.exit_code = 1
         raise

@@ -57,18 +57,46 @@ def default_policy():
 
 
 def lambda_function_name(policy_path):
-    """The Lambda function a cloudtrail-mode policy file deploys (its first policy)."""
+    """The Lambda function a cloudtrail-mode policy file deploys (its first policy).
+
+    The demo launches instances and delivers their RunInstances events: a policy run
+    by other events (tag changes) or on a schedule (the sweep) is refused in one line
+    saying which policies it supports.
+    """
+    from broom import policyfile
+
     try:
-        policies = yaml.safe_load(Path(policy_path).read_text())["policies"]
-        data = policies[0]
-        mode = data["mode"]
-        if mode.get("type") != "cloudtrail":
-            raise KeyError("mode.type")
-        return mode.get("function-prefix", "custodian-") + data["name"]
-    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as e:
-        raise DemoError("%s: the demo needs a policy file whose first policy has "
-                        "'mode: {type: cloudtrail, ...}' (%s: %s)" % (
-                            policy_path, type(e).__name__, e))
+        policies = policyfile.read(policy_path)["policies"]
+    except policyfile.PolicyFileError as e:
+        raise DemoError(str(e))
+    data = policies[0] if policies and isinstance(policies[0], dict) else {}
+    mode = data.get("mode") if isinstance(data.get("mode"), dict) else {}
+    events = {e.get("event") if isinstance(e, dict) else e for e in mode.get("events") or ()}
+    if mode.get("type") != "cloudtrail" or "RunInstances" not in events:
+        raise DemoError(
+            "%s: broom demo runs a policy on RunInstances events (mode: cloudtrail: "
+            "policies/ec2-tags.yml or ec2-tags-hub.yml); the first policy here runs %s%s"
+            % (policy_path, _runs_on(mode, events), _instead(mode, events)))
+    return mode.get("function-prefix", "custodian-") + data["name"]
+
+
+def _instead(mode, events):
+    """What to do with such a policy instead of the demo, or an empty string."""
+    if mode.get("type") == "cloudtrail" and events:
+        return " (replay recorded %s events through it with broom replay)" % (
+            min(str(e) for e in events))
+    if mode.get("type") == "periodic":
+        return " (see what it would find with custodian run --dryrun in an account)"
+    return ""
+
+
+def _runs_on(mode, events):
+    if mode.get("type") == "cloudtrail":
+        return "on %s events" % "/".join(sorted(str(e) for e in events)) if events else (
+            "on no events")
+    if mode.get("type") == "periodic":
+        return "on a schedule (mode: periodic)"
+    return "in %s mode" % (mode.get("type") or "pull")
 
 
 def grace(policy_path):

@@ -81,6 +81,9 @@ def load(paths, account_id, region):
 def session_for(region):
     """A boto3 session and the account id, or DoctorError in one line."""
     import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    from broom.environment import profile_message
 
     try:
         session = boto3.Session(region_name=region) if region else boto3.Session()
@@ -89,9 +92,11 @@ def session_for(region):
         identity = session.client("sts").get_caller_identity()
     except DoctorError:
         raise
+    except ProfileNotFound as e:
+        raise DoctorError(profile_message(e))
     except (BotoCoreError, ClientError) as e:
         raise DoctorError("cannot use the current AWS credentials in %s: %s" % (
-            session.region_name, e))
+            region or "the default region", e))
     return session, identity["Account"]
 
 

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from broom import policyfile
+from broom import policyfile, varnames
 from broom.policyfile import one_line
 
 #: Options of the mode that stay unexpanded on purpose (c7n fills them at run time).
 RUNTIME_OPTIONS = ("member-role",)
 #: Broom's element messages start "policy:NAME filter:TYPE: ..." (validation.where).
 ELEMENT_MESSAGE = re.compile(r"^policy:(?P<policy>\S+) (?P<element>(?:filter|action):\S+?):? ")
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class PreflightError(ValueError):
@@ -46,11 +45,16 @@ class Result:
     accounts: int = 0
     policies: int = 0
     regions: int = 0
+    account_regions: int = 0
     checks: int = 0
 
     def summary(self):
-        return "%d accounts x %d policies x %d regions checked (%d deployments)" % (
-            self.accounts, self.policies, self.regions, self.checks)
+        def count(n, word, words=None):
+            return "%d %s" % (n, word if n == 1 else words or word + "s")
+        return "checked %s in each of %s (%s, %s): %s" % (
+            count(self.policies, "policy", "policies"),
+            count(self.account_regions, "account-region"), count(self.accounts, "account"),
+            count(self.regions, "region"), count(self.checks, "deployment"))
 
 
 def load_accounts(path, accounts=(), regions=()):
@@ -66,6 +70,10 @@ def load_accounts(path, accounts=(), regions=()):
         raise PreflightError("%s: not a readable accounts file (%s)" % (path, one_line(e)))
     if not isinstance(config, dict):
         raise PreflightError("%s: not a c7n-org accounts file (no 'accounts:')" % path)
+    for where, item, known in keyed_items(config, CONFIG_SCHEMA):
+        found = varnames.unknown_keys(item, known)
+        if found:
+            raise PreflightError("%s: %s: %s" % (path, where, found[0][1]))
     try:
         jsonschema.validate(config, CONFIG_SCHEMA)
     except jsonschema.ValidationError as e:
@@ -83,6 +91,19 @@ def load_accounts(path, accounts=(), regions=()):
         # c7n-org's resolve_regions: no regions means these two; "all" asks AWS.
         result.append((account, wanted or ["us-east-1", "us-west-2"]))
     return result
+
+
+def keyed_items(config, schema):
+    """(where, mapping, known keys) for the top level of an accounts file and each of
+    its AWS accounts: c7n-org accepts any key in an account, so a misspelt one
+    (``acount_id``, ``var:``) would otherwise be ignored or reported as "not valid
+    under any of the given schemas"."""
+    yield "top level", config, set(schema["properties"])
+    known = set(schema["definitions"]["account"]["properties"])
+    for index, account in enumerate(config.get("accounts") or ()):
+        if isinstance(account, dict):
+            name = account.get("name") or account.get("account_id")
+            yield "accounts[%d]%s" % (index, " (%s)" % name if name else ""), account, known
 
 
 def load_policy_file(path):
@@ -125,7 +146,7 @@ def unexpanded(data, path=""):
         for index, item in enumerate(data):
             found += unexpanded(item, "%s[%d]" % (path, index))
     elif isinstance(data, str):
-        found += [(path, name) for name in PLACEHOLDER.findall(data)]
+        found += [(path, name) for name in varnames.PLACEHOLDER.findall(data)]
     return found
 
 
@@ -232,8 +253,24 @@ def bare_name_exemptions(path, data):
     return warnings
 
 
-def preflight(config_path, policy_paths, accounts=(), regions=()):
-    """Check every (account, region, policy) as ``c7n-org run`` would deploy it."""
+def unknown_placeholders(files, targets, allow_vars=()):
+    """A problem for each ``{name}`` of a policy file that is no var: not Broom's, not
+    c7n's own, set by no account (nor the top-level ``vars``) and not allowed."""
+    known = set(varnames.BROOM_VARS) | varnames.builtin_vars() | set(allow_vars)
+    for account, _ in targets:
+        known |= set(account.get("vars") or {})
+    problems = []
+    for path, data in files:
+        for name in sorted(varnames.placeholders(data) - known):
+            problems.append("%s: {%s} is not a var Broom, c7n or any account sets%s; "
+                            "allow a var of your own with --allow-var %s" % (
+                                path, name, varnames.hint(name, known), name))
+    return problems
+
+
+def preflight(config_path, policy_paths, accounts=(), regions=(), allow_vars=()):
+    """Check every (account, region, policy) as ``c7n-org run`` would deploy it.
+    ``allow_vars``: var names of the user's own that no policy file given uses."""
     from c7n.resources import load_available
 
     load_available()
@@ -247,17 +284,21 @@ def preflight(config_path, policy_paths, accounts=(), regions=()):
     schema_check = schema_checker()
     used = set()
     for _, data in files:
-        used.update(PLACEHOLDER.findall(yaml.safe_dump(data)))
+        used |= varnames.placeholders(data)
         result.policies += len(data.get("policies") or ())
     for path, data in files:
         result.warnings.extend(bare_name_exemptions(path, data))
     result.accounts = len(targets)
     result.regions = len({r for _, region_list in targets for r in region_list})
+    result.account_regions = sum(len(region_list) for _, region_list in targets)
+    result.problems += unknown_placeholders(files, targets, allow_vars)
     for account, region_list in targets:
-        for var in sorted(set(account.get("vars") or {}) - used):
-            result.warnings.append(
-                "%s: var %r is used by none of the policies checked (a typo?)" % (
-                    label(account, "").rstrip(), var))
+        given = account.get("vars") or {}
+        for _, message in varnames.unknown_vars(given, [d for _, d in files], allow_vars):
+            result.problems.append("%s: %s" % (label(account, "").rstrip(), message))
+        for var in sorted(set(given) & set(varnames.BROOM_VARS) - used):
+            result.warnings.append("%s: var %r is used by none of the policies checked" % (
+                label(account, "").rstrip(), var))
         for region in region_list:
             for _, data in files:
                 for problem in check(account, region, data, schema_check):

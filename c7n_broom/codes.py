@@ -153,6 +153,13 @@ def same_ignoring_case(value, code):
         _same_letter(v, c) for v, c in zip(value, code, strict=True))
 
 
+def case_suggestion(value, allowed):
+    """The allowed code ``value`` equals up to case ("lol" -> "LOL"), or ""."""
+    if not isinstance(value, str):
+        return ""
+    return next((code for code in allowed if same_ignoring_case(value, code)), "")
+
+
 def _same_letter(a, b):
     if a == b:
         return True

@@ -78,10 +78,9 @@ class Finding:
     @property
     def suggestion(self):
         """The allowed code an invalid value equals up to case ("lol" -> "LOL"), or ""."""
-        if self.reason != codes.INVALID or not isinstance(self.code_value, str):
+        if self.reason != codes.INVALID:
             return ""
-        return next((code for code in self.allowed
-                     if codes.same_ignoring_case(self.code_value, code)), "")
+        return codes.case_suggestion(self.code_value, self.allowed)
 
 
 def finding(resource, record, region, account_id, extra=None, price=None):

@@ -88,6 +88,21 @@ def botocore_models_read_once():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sns_signing_key_made_once():
+    """Test speed only: moto signs every SNS notification it delivers with an RSA key it
+    generates for each subscription (a tenth of a CPU second, in every test with a
+    report inbox: a sixth of the CPU time of test_action, test_cap and test_terminate).
+    One key for the whole run, in-process moto and the moto server alike; Broom checks
+    no signature."""
+    from moto.sns.models import Subscription
+
+    key = functools.lru_cache(maxsize=None)(Subscription.private_key.__wrapped__)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Subscription, "private_key", lambda self: key(None))
+        yield
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """moto in-process (mock_aws): fast unit tests. Image ids are not checked, so

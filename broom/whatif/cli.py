@@ -55,6 +55,10 @@ def run_whatif(options, echo):
         if not options.athena_table and not options.sources:
             return fail("no SOURCE: name CloudTrail log files, folders, s3://bucket/prefix "
                         "or lookup-events output (or use --athena TABLE)")
+        if not options.athena_table and not any(map(sources.is_s3, options.sources)):
+            from broom.environment import ignore_missing_profile
+
+            ignore_missing_profile()  # local files only: no AWS call
         rule = evaluate.load_rule(
             options.policy or default_policy(), options.variables,
             options.accounts[0] if len(options.accounts) == 1 else None,
@@ -105,7 +109,9 @@ def _client(service, region=None):
     try:
         return boto3.Session().client(service, region_name=region)
     except ProfileNotFound as e:
-        raise AwsSetupError("%s (check AWS_PROFILE)" % e)
+        from broom.environment import profile_message
+
+        raise AwsSetupError(profile_message(e))
     except NoRegionError:
         raise AwsSetupError("no AWS region for %s (set AWS_DEFAULT_REGION)" % service)
 

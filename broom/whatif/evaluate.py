@@ -291,7 +291,7 @@ class Judge:
                              action=NONE)
             else:
                 entry.update(verdict=VIOLATION, reason=_why(verdict, key, late, launch.grace,
-                                                            change))
+                                                            change, check.allowed_codes()))
                 entry.update(self.action(plan.get(instance_id)))
             listed.append(entry)
         return listed
@@ -424,7 +424,7 @@ def _code(check, resource, stand_in, key):
     return value
 
 
-def _why(verdict, key, late, grace, change=None):
+def _why(verdict, key, late, grace, change=None, allowed=()):
     if verdict.reason == codes.MISSING:
         why = "no %s tag" % key
         if change is not None and change[1] == "DeleteTags":
@@ -437,6 +437,9 @@ def _why(verdict, key, late, grace, change=None):
         why = "%s tag is empty" % key
     else:
         why = "%s %r is not an allowed code" % (key, verdict.value)
+        close = codes.case_suggestion(verdict.value, allowed)  # as Broom's reports hint
+        if close:
+            why += ": did you mean %s? (codes are case-sensitive)" % close
     if change is not None:
         why += " (set by %s %ds after launch)" % (change[1], change[0])
     return why

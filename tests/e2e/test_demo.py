@@ -66,7 +66,7 @@ def test_demo_needs_a_cloudtrail_mode_policy(tmp_path):
     result = broom("demo", "--policy", str(broken))
     assert result.returncode == 1
     assert "broom demo failed" in result.stderr
-    assert "mode: {type: cloudtrail" in result.stderr
+    assert "runs a policy on RunInstances events (mode: cloudtrail" in result.stderr
 
 
 def test_demo_rejects_a_policy_with_an_unknown_element(tmp_path):

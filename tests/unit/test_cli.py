@@ -37,7 +37,7 @@ def test_replay_shows_violators_and_changes_nothing_by_default(inbox, event_file
     assert " in us-east-1 by c7nbot" in result.output
     assert "%s  invalid  dry run" % bad in result.output
     assert good not in result.output
-    assert ("1 event(s) read, 1 matched a policy: 1 handled, 1 acted on, 0 failed, "
+    assert ("1 event(s) read, 1 matched a policy: 1 handled, 1 would be acted on, 0 failed, "
             "0 skipped (dry run: nothing changed)") in result.output
     assert states([good, bad]) == {good: "running", bad: "running"}
     assert inbox.emails() == []

@@ -336,6 +336,8 @@ PARAMETER_VALUES = {
     "OrganizationId": (["o-abcdefghij", "o-a1b2c3d4e5f6g7h8i9"],
                        ["", "o-short", "O-ABCDEFGHIJ", "o-abcdefghij ", "r-abcdefghij"]),
     "HubAccountId": (["111111111111"], ["", "11111111111", "1111111111111", "abc"]),
+    "RolesRegion": (["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"],
+                    ["", "true", "us-east", "US-EAST-1", "us-east-1 "]),
     "ReportEmail": (["", "team@example.com"], ["team", "team@example", "a b@example.com"]),
     "KmsKeyArn": (["", "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-"
                        "1234567890ab"],

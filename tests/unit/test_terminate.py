@@ -161,7 +161,7 @@ def test_schema_rejects_bad_values(options):
     from c7n.schema import generate, validate
     [data] = policy_file("ec2-tags.yml")["policies"]
     data["actions"][0].update(options)
-    errors = validate({"policies": [data]}, generate())
+    errors = validate({"policies": [data]}, generate(("aws.ec2",)))  # as custodian validate
     assert errors
 
 

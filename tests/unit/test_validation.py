@@ -42,7 +42,12 @@ def policy_of(element, **options):
 
 
 def schema_errors(data):
-    return validate({"policies": [data]}, generate())
+    """c7n's schema errors for one policy, with the schema ``custodian validate`` checks
+    a file against: the file's resource types are the ones it loads (a schema of every
+    loaded type gives the same message after a search of seconds per policy)."""
+    resource = data["resource"]
+    load_resources((resource,))
+    return validate({"policies": [data]}, generate((resource,)))
 
 
 # --- the table: (element, options, vars, validate() says, schema says) ---------------

@@ -115,7 +115,7 @@ def test_an_empty_folder_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("raw, why", [
     (b"\x1f\x8b\x08\x00garbage", "not a readable gzip file"),
-    (gzip.compress(b"{not json"), "not a JSON file"),
+    (gzip.compress(b"{not json", mtime=0), "not a JSON file"),
     (b'{"Records": "nope"}', "holds no CloudTrail records"),
     (b"[1, 2]", "holds no CloudTrail records"),
 ])
