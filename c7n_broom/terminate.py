@@ -3,6 +3,7 @@ in cloudtrail mode, and record what really happened to each instance (``OUTCOME`
 which ``outcomes`` reads back for ``creator-report``."""
 import dataclasses
 import logging
+import time
 
 from botocore.exceptions import ClientError
 from c7n.actions import EventAction
@@ -10,7 +11,17 @@ from c7n.exceptions import PolicyValidationError
 from c7n.resources.ec2 import Terminate
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, decisions, instances, recheck, report, state, sweep, validation
+from c7n_broom import (
+    codes,
+    decisions,
+    instances,
+    quarantine,
+    recheck,
+    report,
+    state,
+    sweep,
+    validation,
+)
 from c7n_broom.events import get_path
 from c7n_broom.lambda_check import check_lambda_packaging
 
@@ -85,14 +96,17 @@ class SafeTerminate(EventAction, Terminate):
             "recheck-after": {"type": "integer", "minimum": 60, "maximum": 7 * 24 * 3600},
             "state-table": {"type": "string"},
             "unknown-creators": {"enum": list(decisions.ENFORCEMENT_MODES)},
+            "quarantine": quarantine.SCHEMA,
         },
     )
+    clock = staticmethod(time.time)
 
     def get_permissions(self):
         """terminate's (with ec2:ModifyInstanceAttribute for force), the state table's
         counter, and scheduling the re-check of what the cap holds."""
+        extra = quarantine.PERMISSIONS if "quarantine" in self.data else ()
         return tuple(super().get_permissions()) + state.COUNTER_PERMISSIONS + (
-            "scheduler:CreateSchedule", "iam:PassRole")
+            "scheduler:CreateSchedule", "iam:PassRole") + extra
 
     def validate(self):
         enforcement = self.data.get("enforcement")
@@ -105,6 +119,7 @@ class SafeTerminate(EventAction, Terminate):
         validation.check_exempt_accounts(self)
         validation.check_schema(self)  # the rest, with types checked
         validation.check_no_force_on_tag_events(self)
+        quarantine.check(self)
         validation.check_state_table(self)
         validation.check_exempt_principals(self)
         validation.check_attribution(self)
@@ -125,6 +140,9 @@ class SafeTerminate(EventAction, Terminate):
             unknown_creators=self.data.get("unknown-creators", decisions.ENFORCE))
 
     def process(self, resources, event=None):
+        released = [r for r in resources if r.get(quarantine.RELEASED)]
+        if released:  # fixed since their quarantine began: released, not judged
+            resources = [r for r in resources if not r.get(quarantine.RELEASED)]
         delay = self.data.get("recheck-after", recheck.DEFAULT_DELAY)
         settings = self.settings()
         creators, unresolved = sweep.creators(resources)
@@ -134,9 +152,13 @@ class SafeTerminate(EventAction, Terminate):
         else:
             held_note = lambda held: recheck.schedule_held(  # noqa: E731
                 event, held, delay, self.manager.retry)
+        held_ids = recheck.held_ids(event)
+        quarantined = quarantine.settings(self.data)
+        if quarantined:  # the cap applies to each step instead (quarantine.Quarantine)
+            held_ids |= {r["InstanceId"] for r in resources}
         plan = decisions.plan(
             resources, event, self.manager.config.account_id or "", settings,
-            recheck.held_ids(event), self.count, held_note, creators, unresolved)
+            held_ids, self.count, held_note, creators, unresolved)
         for r in resources:
             if not plan[r["InstanceId"]].terminate:
                 r[OUTCOME] = dataclasses.asdict(plan[r["InstanceId"]].outcome)
@@ -145,6 +167,9 @@ class SafeTerminate(EventAction, Terminate):
             log.info("policy:%s leaving %d of %d instances alone (see reports)",
                      self.manager.data.get("name"), len(resources) - len(doomed),
                      len(resources))
+        if quarantined:
+            return self.quarantine(quarantined, settings.cap, doomed, resources + released,
+                                   event)
         if not doomed:
             return {}
         client = local_session(self.manager.session_factory).client("ec2")
@@ -153,6 +178,18 @@ class SafeTerminate(EventAction, Terminate):
             outcomes.update(self.terminate_batch(client, batch))
         for r in doomed:
             r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
+        return {instance_id: o.status for instance_id, o in outcomes.items()}
+
+    def quarantine(self, settings, cap, doomed, resources, event):
+        """Take the instances it would terminate one quarantine step further, and
+        release those ``allowed-codes`` kept as fixed since (quarantine.released)."""
+        run = quarantine.Quarantine(self, settings, cap, clock=self.clock)
+        outcomes = run.process(doomed, resources, event)
+        outcomes.update(run.release([r for r in resources if r.get(quarantine.RELEASED)]))
+        # the rest were left alone by decisions.plan (their outcome is set)
+        for r in resources:
+            if r["InstanceId"] in outcomes:
+                r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
     def count(self, principal, n):

@@ -17,7 +17,7 @@ PLUGIN_FILES = {
     "c7n_broom/%s.py" % name for name in (
         "__init__", "actions", "codes", "decisions", "entry", "events", "filters",
         "fleets", "handler", "identity", "instances", "lambda_check", "omitted", "principals",
-        "recheck", "report", "source", "state", "terminate", "text", "validation",
+        "quarantine", "recheck", "report", "source", "state", "terminate", "text", "validation",
         "cost", "formats", "mailer",
         "lookup", "sweep")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
