@@ -153,3 +153,36 @@ def test_plan_keeps_the_block_device_mapping():
                                             "Iops": 3000, "Throughput": 125}},
         {"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": "snap-2", "DeleteOnTermination": False,
                                            "VolumeSize": 100, "VolumeType": "gp2"}}]
+
+
+def test_doctor_lists_the_quarantine_snapshots_and_warns_about_expired_ones(aws):
+    from broom import doctor
+
+    ec2 = boto3.client("ec2", region_name=REGION)
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    made = {}
+    for instance, expires in (("i-old", "2027-01-01T00:00:00Z"),
+                              ("i-new", "2027-03-01T00:00:00Z")):
+        made[instance] = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{
+            "ResourceType": "snapshot", "Tags": [
+                {"Key": "broom:snapshot", "Value": "quarantine"},
+                {"Key": "broom:instance-id", "Value": instance},
+                {"Key": "broom:expires", "Value": expires}]}])["SnapshotId"]
+    ec2.create_snapshot(VolumeId=volume)  # not Broom's
+    session = boto3.Session(region_name=REGION)
+
+    check = doctor.check_snapshots(session, now="2027-02-01T00:00:00Z")
+
+    assert check.line() == (
+        "warn quarantine snapshots: 1 past their broom:expires date, still billed until "
+        "deleted (broom restore first if they are wanted; then aws ec2 delete-snapshot): "
+        "2, 16 GiB: %s of i-old (8 GiB, expires 2027-01-01T00:00:00Z), %s of i-new "
+        "(8 GiB, expires 2027-03-01T00:00:00Z)" % (made["i-old"], made["i-new"]))
+    assert doctor.check_snapshots(session, now="2026-12-01T00:00:00Z").status == doctor.OK
+
+
+def test_doctor_says_none_without_quarantine_snapshots(aws):
+    from broom import doctor
+
+    check = doctor.check_snapshots(boto3.Session(region_name=REGION))
+    assert check.line() == "ok   quarantine snapshots: none"
