@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
 from c7n.utils import local_session
 
-from c7n_broom import codes, events, fleets, instances, lookup, report, state
+from c7n_broom import codes, cost, events, fleets, instances, lookup, report, state
 from c7n_broom.identity import creator_from_record
 from c7n_broom.text import readable
 from c7n_broom.validation import where
@@ -539,9 +539,10 @@ class Quarantine:
                 note, "no snapshots (snapshot: false)" if not self.settings.snapshot
                 else "no EBS volume to snapshot"))
         return report.Outcome(report.TERMINATED, (
-            "after quarantine%s; snapshots %s kept until %s: restore it with broom "
+            "after quarantine%s; snapshots %s kept until %s%s: restore it with broom "
             "restore %s" % (note, ", ".join(done.snapshots), moment(expires_at(
-                record, self.settings, self.now)), instance_id)))
+                record, self.settings, self.now)), self.snapshot_cost(done),
+                instance_id)))
 
     def snapshot(self, resource, record):
         """CreateSnapshots of every attached EBS volume, tagged; the record then holds
@@ -576,6 +577,22 @@ class Quarantine:
                        instance=self.blueprint(resource, taken))
         self.save(done, expires)
         return done
+
+    def snapshot_cost(self, record):
+        """What the snapshots cost, for the report: their volumes' size and, when the
+        policy's ``creator-report`` has ``cost``, the Price List's GB-month price."""
+        size = sum(d.get("VolumeSize") or 0 for d in record.instance.get("Devices", ()))
+        if not size:
+            return ""
+        if not any(a.type == "creator-report" and a.data.get("cost") is True
+                   for a in self.manager.actions):
+            return " (%d GiB of volumes)" % size
+        price = cost.PriceBook(self.manager.session_factory).snapshot_gb_month(self.region)
+        if isinstance(price, cost.Cost):
+            return " (%d GiB of volumes; snapshot cost unknown: %s)" % (size, price.reason)
+        return (" (%d GiB of volumes: at most %s a month at %s per GB-month; a snapshot "
+                "bills only the blocks in use)" % (size, report.money(size * price),
+                                                   report.money(price)))
 
     def confirm(self, made):
         """[(snapshot id, volume id, state)] once DescribeSnapshots shows each of

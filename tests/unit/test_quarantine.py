@@ -8,7 +8,7 @@ import pytest
 from botocore.stub import Stubber
 from c7n.exceptions import PolicyValidationError
 
-from c7n_broom import quarantine, report
+from c7n_broom import cost, quarantine, report
 from c7n_broom.quarantine import Facts, Record
 from c7n_broom.terminate import SafeTerminate
 
@@ -43,7 +43,7 @@ def clock(monkeypatch):
     return moved
 
 
-def sweep(variables=ENFORCE, **terminate_options):
+def sweep(variables=ENFORCE, report_cost=False, **terminate_options):
     """The shipped sweep in pull mode, enforcing, with no CloudTrail lookups (so no
     exemptions: creators stay unknown) and no cost lines."""
     [data] = policy_file(POLICY)["policies"]
@@ -56,7 +56,7 @@ def sweep(variables=ENFORCE, **terminate_options):
             action["exempt-principals"] = []
             action.update(terminate_options)
         if action["type"] == "creator-report":
-            action["cost"] = False
+            action["cost"] = report_cost
     return load_policy(data, variables=variables)
 
 
@@ -203,6 +203,47 @@ def test_an_instance_still_violating_after_a_fix_and_unfix_keeps_its_timeline(
     _, document = run(sweep(), inbox)
 
     assert outcome_of(document, instance)["status"] == "stopped"
+
+
+def snapshot_item(usage, usd):
+    """One PriceList entry of EBS snapshot storage, in GetProducts' documented shape."""
+    sku = "SKU" + usage.replace(":", "")
+    return json.dumps({
+        "product": {"productFamily": "Storage Snapshot", "sku": sku, "attributes": {
+            "regionCode": REGION, "usagetype": usage, "storageMedia": "Amazon S3"}},
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {sku + ".T": {"priceDimensions": {sku + ".T.D": {
+            "unit": "GB-Mo", "pricePerUnit": {"USD": usd}, "description": usage}},
+            "sku": sku}}}})
+
+
+def test_with_cost_on_the_report_says_what_the_snapshots_cost(clock, inbox, state_table,
+                                                              monkeypatch):
+    from test_cost import price_item, products
+
+    client = boto3.client("pricing", region_name="us-east-1")
+    stubber = Stubber(client)
+    monkeypatch.setattr(cost.PriceBook, "client", lambda self: client)
+    cost.PriceBook.forget()
+    stubber.add_response("get_products", products(price_item()), {
+        "ServiceCode": "AmazonEC2", "MaxResults": 10,
+        "Filters": cost.filters("t3.micro", REGION, "Linux/UNIX")})
+    stubber.add_response("get_products", products(
+        snapshot_item("EBS:SnapshotUsage", "0.0500000000"),
+        snapshot_item("EBS:SnapshotArchiveStorage", "0.0125000000")), {
+        "ServiceCode": "AmazonEC2", "MaxResults": 100,
+        "Filters": cost.snapshot_filters(REGION)})
+    [instance] = launch()
+    zero = {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}}
+
+    with stubber:
+        for _ in range(3):
+            _, document = run(sweep(report_cost=True, **zero), inbox)
+    cost.PriceBook.forget()
+
+    assert "(8 GiB of volumes: at most $0.4000 a month at $0.0500 per GB-month; a " \
+        "snapshot bills only the blocks in use)" in outcome_of(document, instance)["detail"]
+    stubber.assert_no_pending_responses()
 
 
 # 2. Refusals and exceptions --------------------------------------------------------------
