@@ -14,6 +14,10 @@ item ``pk``    what it records                                 written with
 ``count#``     terminations by principal X in a time window    UpdateItem ADD
 ``sweep#``     a sweep's creator of instance I, and when it    BatchWriteItem
                was first reported (``c7n_broom.sweep``)
+quarantine#    instance I's quarantine: timeline, step,        PutItem, the first
+               snapshots (``c7n_broom.quarantine``)            only if absent
+quarantine-    the ids under quarantine in an account and      UpdateItem ADD /
+index#         region                                          DELETE
 =============  ==============================================  =======================
 
 Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB
