@@ -125,6 +125,8 @@ def test_an_instance_goes_through_notice_stop_snapshots_and_termination(
     text, document = run(sweep(), inbox)
     assert states([instance]) == {instance: "stopped"}
     assert outcome_of(document, instance)["status"] == "stopped"
+    # the digest shows the state after Broom's stop, not the running it found
+    assert [i["sweep"]["state"] for i in document["instances"]] == ["stopped"]
     assert "stopped at 2027-01-16T08:00:00Z; will be snapshotted and terminated at " \
         "2027-01-22T08:00:00Z" in outcome_of(document, instance)["detail"]
     assert record_of(instance).step == quarantine.STOPPED
