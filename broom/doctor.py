@@ -135,14 +135,14 @@ def check_snapshots(session, now=None):
     date: warn about those past it (they are kept, and billed, until deleted)."""
     from datetime import datetime, timezone
 
-    from c7n_broom import quarantine
+    from c7n_broom import snapshots
 
     subject = "quarantine snapshots"
     now = now or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         pages = session.client("ec2").get_paginator("describe_snapshots").paginate(
-            OwnerIds=["self"], Filters=[{"Name": "tag:%s" % quarantine.TAG_KIND,
-                                         "Values": [quarantine.KIND]}])
+            OwnerIds=["self"], Filters=[{"Name": "tag:%s" % snapshots.TAG_KIND,
+                                         "Values": [snapshots.KIND]}])
         found = [s for page in pages for s in page["Snapshots"]]
     except (BotoCoreError, ClientError) as e:
         return Check(WARN, subject, "cannot list them (ec2:DescribeSnapshots): %s" % e)
@@ -151,8 +151,8 @@ def check_snapshots(session, now=None):
     rows = []
     for snapshot in found:
         tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags") or ()}
-        rows.append((tags.get(quarantine.TAG_EXPIRES, ""), snapshot["SnapshotId"],
-                     tags.get(quarantine.TAG_INSTANCE, "?"), snapshot.get("VolumeSize") or 0))
+        rows.append((tags.get(snapshots.TAG_EXPIRES, ""), snapshot["SnapshotId"],
+                     tags.get(snapshots.TAG_INSTANCE, "?"), snapshot.get("VolumeSize") or 0))
     rows.sort()
     expired = [r for r in rows if r[0] and r[0] <= now]
     listed = ", ".join("%s of %s (%d GiB, expires %s)" % (
@@ -164,7 +164,7 @@ def check_snapshots(session, now=None):
     if expired:
         return Check(WARN, subject, "%d past their %s date, still billed until deleted "
                      "(broom restore first if they are wanted; then aws ec2 "
-                     "delete-snapshot): %s" % (len(expired), quarantine.TAG_EXPIRES, detail))
+                     "delete-snapshot): %s" % (len(expired), snapshots.TAG_EXPIRES, detail))
     return Check(OK, subject, detail)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from c7n_broom import quarantine, state
+from c7n_broom import quarantine, snapshots, state
 
 
 class RestoreError(Exception):
@@ -70,7 +70,7 @@ def load(session, region, account_id, instance_id, table=state.DEFAULT_TABLE, no
 def tagged_snapshots(ec2, instance_id):
     """Snapshot ids tagged by Broom as taken of ``instance_id``."""
     pages = ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], Filters=[
-        {"Name": "tag:%s" % quarantine.TAG_INSTANCE, "Values": [instance_id]}])
+        {"Name": "tag:%s" % snapshots.TAG_INSTANCE, "Values": [instance_id]}])
     return sorted(s["SnapshotId"] for page in pages for s in page["Snapshots"])
 
 
@@ -145,7 +145,7 @@ def check_snapshots(ec2, record):
         found = []
     ok = {s["SnapshotId"] for s in found
           if {t["Key"]: t["Value"] for t in s.get("Tags") or ()}.get(
-              quarantine.TAG_INSTANCE) == record.instance_id}
+              snapshots.TAG_INSTANCE) == record.instance_id}
     missing = [s for s in record.snapshots if s not in ok]
     if missing:
         raise RestoreError(

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
 from c7n.utils import local_session
 
-from c7n_broom import codes, cost, events, fleets, instances, lookup, report, state
+from c7n_broom import codes, cost, events, fleets, instances, lookup, report, snapshots, state
 from c7n_broom.identity import creator_from_record
 from c7n_broom.text import readable
 from c7n_broom.validation import where
@@ -75,26 +75,12 @@ STEPS = (NOTICE, STOPPED, STOP_SKIPPED, SNAPSHOTTED, TERMINATED)
 START, WAIT, STOP, SKIP_STOP, TERMINATE, NEEDS_PERSON = (
     "start", "wait", "stop", "skip-stop", "terminate", "needs-person")
 
-#: Broom's tags on its snapshots. ``broom:snapshot`` is what the Recycle Bin rule
-#: (templates/account.yml) matches; ``broom:expires`` what ``broom doctor`` lists.
-TAG_INSTANCE = "broom:instance-id"
-TAG_QUARANTINE = "broom:quarantine"
-TAG_EVENT = "broom:event"
-TAG_EXPIRES = "broom:expires"
-TAG_KIND = "broom:snapshot"
-KIND = "quarantine"
-#: Snapshots take at most 50 tags: Broom's own, then as many of the instance's.
-MAX_TAGS = 50
-
 #: EC2 refuses to stop it: instance-store root, some spot instances.
 UNSTOPPABLE = ("UnsupportedOperation", "UnsupportedInstanceAttribute",
                "IncorrectSpotRequestState", "InvalidParameterCombination")
 PROTECTED = "OperationNotPermitted"
 #: CloudTrail lookups of who protected an instance, per run at most.
 PROTECTION_LOOKUPS = 10
-#: DescribeSnapshots after CreateSnapshots until each shows pending: this often,
-#: this many seconds apart.
-CONFIRM_ATTEMPTS, CONFIRM_INTERVAL = 5, 2
 
 PERMISSIONS = (
     "ec2:StopInstances", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeSnapshots",
@@ -511,7 +497,7 @@ class Quarantine:
                 return report.Outcome(report.FAILED, (
                     "snapshots could not be taken (%s), so Broom did not terminate it" %
                     e.response["Error"]["Code"]))
-            except SnapshotError as e:
+            except snapshots.SnapshotError as e:
                 return report.Outcome(report.FAILED, "%s, so Broom did not terminate it" % e)
         try:
             response = self.manager.retry(self.ec2.terminate_instances,
@@ -551,10 +537,10 @@ class Quarantine:
         instance_id = resource["InstanceId"]
         expires = expires_at(record, self.settings, self.now)
         found = self.manager.retry(
-            self.ec2.describe_snapshots, OwnerIds=["self"],
-            Filters=[{"Name": "tag:%s" % TAG_QUARANTINE, "Values": [record.quarantine_id]}]
-        ).get("Snapshots", [])
-        volumes = ebs_volumes(resource)
+            self.ec2.describe_snapshots, OwnerIds=["self"], Filters=[{
+                "Name": "tag:%s" % snapshots.TAG_QUARANTINE,
+                "Values": [record.quarantine_id]}]).get("Snapshots", [])
+        volumes = snapshots.ebs_volumes(resource)
         if volumes and {s.get("VolumeId") for s in found} >= set(volumes):
             taken = [(s["SnapshotId"], s.get("VolumeId"), s.get("State")) for s in found]
         elif not volumes:
@@ -564,17 +550,20 @@ class Quarantine:
                 self.ec2.create_snapshots,
                 InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": False},
                 Description="Broom quarantine of %s" % instance_id,
-                TagSpecifications=[{"ResourceType": "snapshot", "Tags": snapshot_tags(
-                    resource, record, expires)}])
-            taken = self.confirm([(s.get("SnapshotId"), s.get("VolumeId"))
-                                  for s in response.get("Snapshots", ())])
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": snapshots.snapshot_tags(
+                    resource, record, moment(expires))}])
+            made = [(s.get("SnapshotId"), s.get("VolumeId"))
+                    for s in response.get("Snapshots", ())]
+            taken = snapshots.confirm(self.ec2, self.manager.retry, made, self.sleep)
         bad = [t for t in taken if not t[0] or t[2] not in ("pending", "completed")]
         if bad or {v for _, v, _ in taken} < set(volumes):
-            raise SnapshotError("EC2 did not confirm a snapshot of every EBS volume (%s)" %
-                                ", ".join("%s: %s" % (v, s) for _, v, s in bad) or "missing")
+            raise snapshots.SnapshotError(
+                "EC2 did not confirm a snapshot of every EBS volume (%s)" % (
+                    ", ".join("%s: %s" % (v, s) for _, v, s in bad) or "missing"))
         done = replace(record, step=SNAPSHOTTED, step_at=self.now,
                        snapshots=tuple(s for s, _, _ in taken),
-                       instance=self.blueprint(resource, taken))
+                       instance=snapshots.blueprint(self.ec2, self.manager.retry,
+                                                     resource, taken))
         self.save(done, expires)
         return done
 
@@ -593,64 +582,6 @@ class Quarantine:
         return (" (%d GiB of volumes: at most %s a month at %s per GB-month; a snapshot "
                 "bills only the blocks in use)" % (size, report.money(size * price),
                                                    report.money(price)))
-
-    def confirm(self, made):
-        """[(snapshot id, volume id, state)] once DescribeSnapshots shows each of
-        ``made`` ((snapshot id, volume id)) at least ``pending``; a few seconds at
-        most (``sleep`` is injectable), then what it shows."""
-        ids = [s for s, _ in made if s]
-        shown = {}
-        for attempt in range(CONFIRM_ATTEMPTS):
-            try:
-                response = self.manager.retry(self.ec2.describe_snapshots, SnapshotIds=ids)
-            except ClientError as e:
-                if e.response["Error"]["Code"] != "InvalidSnapshot.NotFound":
-                    raise
-                response = {}
-            shown = {s["SnapshotId"]: s.get("State") for s in response.get("Snapshots", ())}
-            if all(shown.get(i) in ("pending", "completed") for i in ids):
-                break
-            if attempt + 1 < CONFIRM_ATTEMPTS:
-                self.sleep(CONFIRM_INTERVAL)
-        return [(s, v, shown.get(s) if s else None) for s, v in made]
-
-    def blueprint(self, resource, taken):
-        """What ``broom restore`` launches again: the instance's settings and its
-        block devices, each with its snapshot."""
-        volumes = ebs_volumes(resource)
-        by_volume = {v: s for s, v, _ in taken}
-        described = {}
-        if volumes:
-            for volume in self.manager.retry(self.ec2.describe_volumes,
-                                             VolumeIds=list(volumes)).get("Volumes", ()):
-                described[volume["VolumeId"]] = volume
-        devices = []
-        for mapping in resource.get("BlockDeviceMappings") or ():
-            volume_id = (mapping.get("Ebs") or {}).get("VolumeId")
-            if volume_id not in by_volume:
-                continue
-            volume = described.get(volume_id, {})
-            devices.append({
-                "DeviceName": mapping.get("DeviceName"), "SnapshotId": by_volume[volume_id],
-                "VolumeSize": volume.get("Size"), "VolumeType": volume.get("VolumeType"),
-                "Iops": volume.get("Iops"), "Throughput": volume.get("Throughput"),
-                "DeleteOnTermination": bool((mapping.get("Ebs") or {}).get(
-                    "DeleteOnTermination", True))})
-        return {
-            "InstanceType": resource.get("InstanceType"),
-            "SubnetId": resource.get("SubnetId"),
-            "SecurityGroupIds": [g["GroupId"] for g in resource.get("SecurityGroups") or ()
-                                 if g.get("GroupId")],
-            "IamInstanceProfile": (resource.get("IamInstanceProfile") or {}).get("Arn"),
-            "KeyName": resource.get("KeyName"),
-            "Tags": user_tags(resource),
-            "RootDeviceName": resource.get("RootDeviceName"),
-            "Architecture": resource.get("Architecture"),
-            "VirtualizationType": resource.get("VirtualizationType"),
-            "EnaSupport": resource.get("EnaSupport"),
-            "ImageId": resource.get("ImageId"),
-            "Devices": devices,
-        }
 
     # -- protection --------------------------------------------------------------
 
@@ -748,10 +679,6 @@ def released(element, compliant):
     return found
 
 
-class SnapshotError(Exception):
-    """EC2 did not confirm the snapshots a termination needs."""
-
-
 def key_of(resource):
     key = (resource.get(codes.ANNOTATION) or {}).get("key", "tag:Code")
     return key.split(":", 1)[1] if key.startswith("tag:") else key
@@ -762,32 +689,6 @@ def event_name(event, policy):
     if record:
         return "%s %s" % (events.field(record, "eventName"), events.field(record, "eventID"))
     return "sweep %s" % policy
-
-
-def ebs_volumes(resource):
-    """{volume id: device name} of an instance's attached EBS volumes."""
-    return {m["Ebs"]["VolumeId"]: m.get("DeviceName", "")
-            for m in resource.get("BlockDeviceMappings") or ()
-            if isinstance(m.get("Ebs"), dict) and m["Ebs"].get("VolumeId")}
-
-
-def user_tags(resource):
-    """The instance's tags a user may set again (not ``aws:``, not Broom's)."""
-    return [{"Key": t["Key"], "Value": t.get("Value", "")}
-            for t in resource.get("Tags") or ()
-            if isinstance(t, dict) and isinstance(t.get("Key"), str)
-            and not t["Key"].startswith(("aws:", "broom:"))]
-
-
-def snapshot_tags(resource, record, expires):
-    """Broom's tags, naming the instance, the quarantine, the event and the expiry,
-    then the instance's own (as many as fit in EC2's 50)."""
-    own = [{"Key": TAG_KIND, "Value": KIND},
-           {"Key": TAG_INSTANCE, "Value": record.instance_id},
-           {"Key": TAG_QUARANTINE, "Value": record.quarantine_id},
-           {"Key": TAG_EVENT, "Value": record.event[:256]},
-           {"Key": TAG_EXPIRES, "Value": moment(expires)}]
-    return own + user_tags(resource)[:MAX_TAGS - len(own)]
 
 
 def protection_record(lookup_events):

@@ -18,7 +18,7 @@ PLUGIN_FILES = {
         "__init__", "actions", "codes", "decisions", "entry", "events", "filters",
         "fleets", "handler", "identity", "instances", "lambda_check", "omitted", "principals",
         "quarantine", "recheck", "report", "source", "state", "terminate", "text", "validation",
-        "cost", "formats", "mailer",
+        "cost", "formats", "mailer", "snapshots",
         "lookup", "sweep")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
 ALLOWED_ROOTS = {"c7n_broom", "c7n", "boto3", "botocore"} | set(sys.stdlib_module_names)

@@ -8,7 +8,7 @@ import pytest
 from botocore.stub import Stubber
 from c7n.exceptions import PolicyValidationError
 
-from c7n_broom import cost, quarantine, report
+from c7n_broom import cost, quarantine, report, snapshots
 from c7n_broom.quarantine import Facts, Record
 from c7n_broom.terminate import SafeTerminate
 
@@ -425,7 +425,7 @@ def test_snapshot_tags_keep_brooms_own_and_drop_what_the_owner_forged():
     resource = {"Tags": [{"Key": "broom:instance-id", "Value": "i-other"},
                          {"Key": "aws:cloudformation:stack-name", "Value": "s"}]
                 + [{"Key": "k%d" % n, "Value": "v"} for n in range(60)]}
-    tags = quarantine.snapshot_tags(resource, timeline(), START)
+    tags = snapshots.snapshot_tags(resource, timeline(), "2027-02-21T08:00:00Z")
     assert len(tags) == 50
     assert [t["Value"] for t in tags if t["Key"] == "broom:instance-id"] == ["i-1"]
     assert not any(t["Key"].startswith("aws:") for t in tags)
