@@ -57,6 +57,13 @@ class SafeTerminate(EventAction, Terminate):
       ``enforce``). The cap counts everything one sweep would terminate; what it
       holds, the next sweep sees again.
 
+    - ``quarantine`` (``stop-after``, ``terminate-after``: ``0s``, ``15m``, ``24h``,
+      ``7d``; ``snapshot``, default true; ``keep-snapshots``, default ``30d``): for
+      instances with history (a sweep, tag changes), a notice first, then a stop,
+      then snapshots and the termination, one step per run, recorded in
+      ``state-table`` (``c7n_broom.quarantine``; docs/safety.md). ``force`` is
+      refused beside it, and in a periodic policy.
+
     Each instance gets its own outcome under ``c7n:broom-outcome`` (one failure never
     stops the rest of the batch), which ``creator-report`` reports.
 
@@ -168,8 +175,8 @@ class SafeTerminate(EventAction, Terminate):
                      self.manager.data.get("name"), len(resources) - len(doomed),
                      len(resources))
         if quarantined:
-            return self.quarantine(quarantined, settings.cap, doomed, resources + released,
-                                   event)
+            return self.quarantine_step(quarantined, settings.cap, doomed,
+                                        resources + released, event)
         if not doomed:
             return {}
         client = local_session(self.manager.session_factory).client("ec2")
@@ -180,7 +187,7 @@ class SafeTerminate(EventAction, Terminate):
             r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
-    def quarantine(self, settings, cap, doomed, resources, event):
+    def quarantine_step(self, settings, cap, doomed, resources, event):
         """Take the instances it would terminate one quarantine step further, and
         release those ``allowed-codes`` kept as fixed since (quarantine.released)."""
         run = quarantine.Quarantine(self, settings, cap, clock=self.clock)
