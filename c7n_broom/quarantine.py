@@ -655,6 +655,22 @@ class Quarantine:
         return outcomes
 
 
+    def end(self, resources):
+        """End the quarantines of instances the policy now leaves alone (exempt, or
+        the account switched to report-only): {id: what the report adds} for those
+        that had one.
+        Should the instance be enforced on again, it starts over with a notice,
+        never from a step that fell due meanwhile."""
+        listed = self.indexed() & {r["InstanceId"] for r in resources}
+        if not listed:
+            return {}
+        for instance_id in sorted(listed):
+            self.table.call("DeleteItem", Key={state.KEY: state._s(self.key(instance_id))})
+        self.index(sorted(listed), add=False)
+        return {i: "its quarantine ended; if Broom enforces on it again, a new notice "
+                   "comes first" for i in listed}
+
+
 def released(element, compliant):
     """The instances of ``compliant`` (judged compliant by ``element``, the policy's
     ``allowed-codes``, in a run without an event) that are under quarantine: kept in

@@ -193,7 +193,15 @@ class SafeTerminate(EventAction, Terminate):
         run = quarantine.Quarantine(self, settings, cap, clock=self.clock)
         outcomes = run.process(doomed, resources, event)
         outcomes.update(run.release([r for r in resources if r.get(quarantine.RELEASED)]))
-        # the rest were left alone by decisions.plan (their outcome is set)
+        # the rest were left alone by decisions.plan (their outcome is set): exempt or
+        # report-only ones leave quarantine
+        left = [r for r in resources if r["InstanceId"] not in outcomes and r.get(
+            OUTCOME, {}).get("status") in (report.EXEMPT, report.WOULD_TERMINATE)]
+        for instance_id, note in run.end(left).items():
+            found = report.Outcome(**next(r[OUTCOME] for r in resources
+                                          if r["InstanceId"] == instance_id))
+            outcomes[instance_id] = dataclasses.replace(
+                found, detail="%s; %s" % (found.detail, note) if found.detail else note)
         for r in resources:
             if r["InstanceId"] in outcomes:
                 r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])

@@ -347,6 +347,25 @@ def test_the_cap_applies_to_stops_and_terminations_separately(clock, inbox, stat
     assert set(states(first + later).values()) == {"stopped"}
 
 
+def test_switching_to_report_only_ends_the_quarantine_and_enforcing_again_starts_over(
+        clock, inbox, state_table):
+    [instance] = launch()
+    run(sweep(), inbox)
+
+    clock.now = START + 3 * DAY  # stop-after passed, but the account is report-only
+    _, document = run(sweep(variables={}), inbox)
+    assert outcome_of(document, instance) == {"status": "would-terminate", "detail": (
+        "report-only mode; its quarantine ended; if Broom enforces on it again, a new "
+        "notice comes first")}
+    assert record_of(instance) is None
+
+    clock.now = START + 10 * DAY  # enforced again: a notice, never a stop at once
+    _, document = run(sweep(), inbox)
+    assert outcome_of(document, instance)["status"] == "quarantined"
+    assert states([instance]) == {instance: "running"}
+    assert record_of(instance).first == START + 10 * DAY
+
+
 def test_a_report_only_account_records_no_quarantine(clock, inbox, state_table):
     [instance] = launch()
 
