@@ -357,7 +357,7 @@ class Quarantine:
                 outcomes[r["InstanceId"]] = waiting(record, key_of(r))
             elif what == NEEDS_PERSON:
                 outcomes[r["InstanceId"]] = report.Outcome(report.NEEDS_PERSON, (
-                    "%s is set on it, and Broom never clears it on an instance with "
+                    "%s, and Broom never clears a protection on an instance with "
                     "history (%s). A person must decide: remove the protection, or set "
                     "the %s tag" % (why, self.protected_by(r["InstanceId"]), key_of(r))))
             else:
@@ -602,16 +602,19 @@ class Quarantine:
                         self.ec2.describe_instance_attribute,
                         InstanceId=r["InstanceId"], Attribute=attribute)
                 except ClientError as e:
+                    if e.response["Error"]["Code"] in instances.UNKNOWN_ID_ERRORS:
+                        break  # gone meanwhile: the step finds it so
                     if e.response["Error"]["Code"] in instances.DENIED:
                         # Not knowing is treated as protected: a person decides.
-                        set_.append("%s (unknown: %s)" % (name, e.response["Error"]["Code"]))
+                        set_.append("whether %s is set is unknown (%s)" % (
+                            name, e.response["Error"]["Code"]))
                         continue
                     raise
                 key = attribute[0].upper() + attribute[1:]
                 if (response.get(key) or {}).get("Value"):
-                    set_.append(name)
+                    set_.append("%s is set on it" % name)
             if set_:
-                found[r["InstanceId"]] = " and ".join(set_)
+                found[r["InstanceId"]] = "; ".join(set_)
         return found
 
     def protected_by(self, instance_id):

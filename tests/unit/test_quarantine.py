@@ -277,7 +277,8 @@ def test_a_protected_instance_is_never_cleared_and_needs_a_person_every_run(
         _, document = run(sweep(), inbox)
         found = outcome_of(document, instance)
         assert found["status"] == "needs-a-person"
-        assert "termination protection is set on it" in found["detail"]
+        assert found["detail"].startswith(
+            "termination protection is set on it, and Broom never clears a protection")
         assert "set by alice at 2026-11-02T10:00:00Z (ModifyInstanceAttribute)" in \
             found["detail"]
         assert states([instance]) == {instance: "running"}
@@ -453,3 +454,34 @@ def test_snapshot_tags_keep_brooms_own_and_drop_what_the_owner_forged():
 def test_report_outcomes_read_well():
     assert report.describe_outcome(report.Outcome(report.NEEDS_PERSON)) == \
         "none: it is protected"
+
+
+def test_when_protection_cannot_be_read_a_person_decides(clock, inbox, state_table,
+                                                         monkeypatch):
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    original = BaseClient._make_api_call
+
+    def denied(client, operation, params):
+        if operation == "DescribeInstanceAttribute":
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation",
+                                         "Message": "no"}}, operation)
+        return original(client, operation, params)
+
+    [instance] = launch()
+    run(sweep(), inbox)
+    monkeypatch.setattr(BaseClient, "_make_api_call", denied)
+    monkeypatch.setattr(quarantine.Quarantine, "protected_by",
+                        lambda self, instance_id: "not looked up")
+    clock.now = START + DAY
+
+    _, document = run(sweep(), inbox)
+
+    found = outcome_of(document, instance)
+    assert found["status"] == "needs-a-person"
+    assert found["detail"].startswith(
+        "whether termination protection is set is unknown (UnauthorizedOperation); "
+        "whether stop protection is set is unknown (UnauthorizedOperation), and Broom "
+        "never clears a protection")
+    assert states([instance]) == {instance: "running"}
