@@ -485,3 +485,147 @@ def test_when_protection_cannot_be_read_a_person_decides(clock, inbox, state_tab
         "whether stop protection is set is unknown (UnauthorizedOperation), and Broom "
         "never clears a protection")
     assert states([instance]) == {instance: "running"}
+
+
+def refusing(monkeypatch, operation, code, when=lambda params: True):
+    """EC2 answers ``operation`` with the error ``code`` (while ``when`` its params);
+    returns the list of the calls made of ``operation``."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    original, calls = BaseClient._make_api_call, []
+
+    def answer(client, name, params):
+        if name == operation:
+            calls.append(params)
+            if when(params):
+                raise ClientError({"Error": {"Code": code, "Message": "refused"}}, name)
+        return original(client, name, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", answer)
+    return calls
+
+
+def test_a_stop_ec2_refuses_is_reported_and_tried_again_next_run(
+        clock, inbox, state_table, monkeypatch):
+    [instance] = launch()
+    run(sweep(), inbox)
+    clock.now = START + DAY
+    with monkeypatch.context() as patched:
+        refusing(patched, "StopInstances", "IncorrectInstanceState")
+        _, document = run(sweep(), inbox)
+
+    assert outcome_of(document, instance) == {"status": "stop-failed", "detail": (
+        "IncorrectInstanceState: refused")}
+    assert states([instance]) == {instance: "running"}
+    assert record_of(instance).step == quarantine.NOTICE
+
+    clock.now = START + DAY + HOUR
+    _, document = run(sweep(), inbox)
+    assert outcome_of(document, instance)["status"] == "stopped"
+    assert states([instance]) == {instance: "stopped"}
+
+
+def test_an_instance_ec2_refuses_to_stop_goes_on_to_termination_with_a_note(
+        clock, inbox, state_table, monkeypatch):
+    [instance] = launch()
+    run(sweep(), inbox)
+    clock.now = START + DAY
+    with monkeypatch.context() as patched:
+        refusing(patched, "StopInstances", "UnsupportedOperation")
+        _, document = run(sweep(), inbox)
+
+    found = outcome_of(document, instance)
+    assert found["status"] == "quarantined"
+    assert found["detail"].startswith(
+        "not stopped: EC2 refused to stop it (UnsupportedOperation). It will be "
+        "snapshotted (what can be) and terminated at 2027-01-22T08:00:00Z")
+    assert record_of(instance).step == quarantine.STOP_SKIPPED
+
+    clock.now = START + 7 * DAY
+    _, document = run(sweep(), inbox)
+    assert states([instance]) == {instance: "terminated"}
+    found = outcome_of(document, instance)
+    assert found["detail"].startswith(
+        "after quarantine (not stopped: EC2 refused to stop it (UnsupportedOperation)); "
+        "snapshots snap-")
+    assert len(snapshots_of(instance)) == 1
+
+
+def test_snapshots_ec2_does_not_confirm_keep_the_instance_and_are_used_next_run(
+        clock, inbox, state_table, monkeypatch):
+    """No termination without confirmed snapshots; the next run finds the snapshots
+    the failed one took (by their broom:quarantine tag) and takes none twice."""
+    from botocore.client import BaseClient
+
+    [instance] = launch()
+    zero = {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}}
+    run(sweep(**zero), inbox)
+    run(sweep(**zero), inbox)
+    assert states([instance]) == {instance: "stopped"}
+    original, created = BaseClient._make_api_call, []
+
+    def failing(client, name, params):
+        response = original(client, name, params)
+        if name == "CreateSnapshots":
+            created.append(params)
+        if name == "DescribeSnapshots" and "SnapshotIds" in params:
+            for snapshot in response["Snapshots"]:
+                snapshot["State"] = "error"
+        return response
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BaseClient, "_make_api_call", failing)
+        _, document = run(sweep(**zero), inbox)
+
+    assert outcome_of(document, instance) == {"status": "termination-failed", "detail": (
+        "EC2 did not confirm a snapshot of every EBS volume (%s: error), so Broom "
+        "did not terminate it" % snapshots_of(instance)[0]["VolumeId"])}
+    assert states([instance]) == {instance: "stopped"}
+    assert record_of(instance).step == quarantine.STOPPED
+    assert len(created) == 1
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", failing)
+    monkeypatch.setattr(snapshots, "confirm", lambda *a, **k: pytest.fail("confirmed again"))
+    _, document = run(sweep(**zero), inbox)
+
+    assert states([instance]) == {instance: "terminated"}
+    assert len(created) == 1
+    [snapshot] = snapshots_of(instance)
+    assert record_of(instance).snapshots == (snapshot["SnapshotId"],)
+    assert snapshot["SnapshotId"] in outcome_of(document, instance)["detail"]
+
+
+def test_without_snapshots_the_instance_is_terminated_and_the_report_says_so(
+        clock, inbox, state_table):
+    [instance] = launch()
+    option = {"quarantine": {"stop-after": "0s", "terminate-after": "0s",
+                             "snapshot": False}}
+    for _ in range(3):
+        _, document = run(sweep(**option), inbox)
+
+    assert states([instance]) == {instance: "terminated"}
+    assert outcome_of(document, instance) == {"status": "terminated", "detail": (
+        "after quarantine; no snapshots (snapshot: false)")}
+    assert snapshots_of(instance) == []
+
+
+def test_the_sweep_takes_on_a_quarantine_the_tag_change_policy_started(
+        clock, inbox, state_table):
+    from support import delete_tags
+
+    [instance] = launch(tags={"Code": "LOL"})
+    [data] = policy_file("ec2-tags-changed.yml")["policies"]
+    changed = load_policy(data, variables={"broom_tag_change_enforcement": "enforce"})
+    changed.push(delete_tags([instance], {"Code": None}))
+    [message] = inbox.emails()
+    assert message["MessageAttributes"]["broom.outcome"]["Value"] == "quarantined"
+    assert record_of(instance).policy == data["name"]
+    assert states([instance]) == {instance: "running"}
+
+    clock.now = START + DAY
+    _, document = run(sweep(), inbox)
+
+    assert outcome_of(document, instance)["status"] == "stopped"
+    assert states([instance]) == {instance: "stopped"}
+    assert record_of(instance).first == START
