@@ -26,7 +26,8 @@ made in that run.
 The decisions are pure (``step``); the AWS calls are at the edges (``Quarantine``).
 What is owed is written before the call where a repeat would do harm, and settled
 after: a run that dies after StopInstances stops again (harmless); one that dies
-after CreateSnapshots finds its snapshots by their ``broom:quarantine`` tag.
+after CreateSnapshots finds its snapshots by their ``broom:quarantine`` tag (only
+those started after the record's last step: ``snapshots.reusable``).
 """
 import json
 import logging
@@ -533,7 +534,8 @@ class Quarantine:
     def snapshot(self, resource, record):
         """CreateSnapshots of every attached EBS volume, tagged; the record then holds
         their ids and what ``broom restore`` needs. Snapshots of this quarantine
-        already there (a run that died after the call) are used instead."""
+        already there (a run that died after the call), started after the record's
+        last step, are used instead."""
         instance_id = resource["InstanceId"]
         expires = expires_at(record, self.settings, self.now)
         found = self.manager.retry(
@@ -541,8 +543,9 @@ class Quarantine:
                 "Name": "tag:%s" % snapshots.TAG_QUARANTINE,
                 "Values": [record.quarantine_id]}]).get("Snapshots", [])
         volumes = snapshots.ebs_volumes(resource)
-        if volumes and {s.get("VolumeId") for s in found} >= set(volumes):
-            taken = [(s["SnapshotId"], s.get("VolumeId"), s.get("State")) for s in found]
+        found = [s for s in snapshots.reusable(found, record.step_at) if s[1] in volumes]
+        if volumes and {v for _, v, _ in found} >= set(volumes):
+            taken = found
         elif not volumes:
             taken = []
         else:

@@ -8,6 +8,7 @@ instance, the quarantine, the event and the expiry; the instance's own tags foll
 many as fit (``aws:`` and ``broom:`` keys excepted: the owner cannot forge Broom's).
 """
 import time
+from datetime import datetime
 
 from botocore.exceptions import ClientError
 
@@ -54,6 +55,24 @@ def snapshot_tags(resource, record, expires):
            {"Key": TAG_EVENT, "Value": record.event[:256]},
            {"Key": TAG_EXPIRES, "Value": expires}]
     return own + user_tags(resource)[:MAX_TAGS - len(own)]
+
+
+def reusable(found, since):
+    """[(snapshot id, volume id, state)]: of ``found`` (DescribeSnapshots' entries
+    tagged with this quarantine, left by a run that died after CreateSnapshots), the
+    newest of each volume started at or after ``since`` (epoch seconds: the record's
+    last step, after which a run took them). A tag is no proof: whoever may tag
+    snapshots could tag an older one of the volume, taken before the work Broom is
+    keeping; such a snapshot is never used in place of Broom's own."""
+    newest = {}
+    for s in found:
+        started = s.get("StartTime")
+        if not s.get("SnapshotId") or not isinstance(started, datetime) or \
+                started.timestamp() < since:
+            continue
+        if s.get("VolumeId") not in newest or started > newest[s["VolumeId"]]["StartTime"]:
+            newest[s.get("VolumeId")] = s
+    return [(s["SnapshotId"], v, s.get("State")) for v, s in sorted(newest.items())]
 
 
 def confirm(ec2, retry, made, sleep=time.sleep):

@@ -2,6 +2,8 @@
 moto (mock_aws), run after run with the clock moved between runs: a notice, a stop, then
 snapshots and a termination; every refusal on the way."""
 import json
+import time
+from datetime import datetime, timezone
 
 import boto3
 import pytest
@@ -558,6 +560,8 @@ def test_snapshots_ec2_does_not_confirm_keep_the_instance_and_are_used_next_run(
     the failed one took (by their broom:quarantine tag) and takes none twice."""
     from botocore.client import BaseClient
 
+    # EC2 (moto) dates the snapshots by the real clock: the runs use it too
+    clock.now = int(time.time()) - 1
     [instance] = launch()
     zero = {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}}
     run(sweep(**zero), inbox)
@@ -629,3 +633,52 @@ def test_the_sweep_takes_on_a_quarantine_the_tag_change_policy_started(
     assert outcome_of(document, instance)["status"] == "stopped"
     assert states([instance]) == {instance: "stopped"}
     assert record_of(instance).first == START
+
+
+def test_an_older_snapshot_tagged_as_the_quarantine_s_is_not_used_in_place_of_broom_s(
+        clock, inbox, state_table, monkeypatch):
+    """Whoever may tag snapshots could tag an old one of the volume (taken before the
+    work Broom keeps) with the quarantine's tag: Broom takes its own all the same."""
+    [instance] = launch()
+    clock.now = int(time.time()) + HOUR  # the notice and the stop come after the forgery
+    zero = {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}}
+    run(sweep(**zero), inbox)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    [volume] = [m["Ebs"]["VolumeId"] for r in ec2.describe_instances(
+        InstanceIds=[instance])["Reservations"] for i in r["Instances"]
+        for m in i["BlockDeviceMappings"]]
+    forged = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [
+            {"Key": "broom:quarantine", "Value": record_of(instance).quarantine_id},
+            {"Key": "broom:instance-id", "Value": instance}]}])["SnapshotId"]
+    run(sweep(**zero), inbox)
+    created = refusing(monkeypatch, "CreateSnapshots", "-", when=lambda params: False)
+
+    _, document = run(sweep(**zero), inbox)
+
+    assert states([instance]) == {instance: "terminated"}
+    assert len(created) == 1
+    [own] = record_of(instance).snapshots
+    assert own != forged
+    assert own in outcome_of(document, instance)["detail"]
+    assert forged not in outcome_of(document, instance)["detail"]
+
+
+def test_reusable_keeps_the_newest_of_each_volume_started_since_the_last_step():
+    def at(second):
+        return datetime.fromtimestamp(START + second, timezone.utc)
+
+    found = [
+        {"SnapshotId": "snap-old", "VolumeId": "vol-1", "State": "completed",
+         "StartTime": at(-1)},
+        {"SnapshotId": "snap-1", "VolumeId": "vol-1", "State": "pending",
+         "StartTime": at(5)},
+        {"SnapshotId": "snap-1b", "VolumeId": "vol-1", "State": "pending",
+         "StartTime": at(3)},
+        {"SnapshotId": "snap-2", "VolumeId": "vol-2", "State": "completed",
+         "StartTime": at(0)},
+        {"SnapshotId": "snap-x", "VolumeId": "vol-3", "State": "completed"},
+    ]
+
+    assert snapshots.reusable(found, START) == [
+        ("snap-1", "vol-1", "pending"), ("snap-2", "vol-2", "completed")]
