@@ -8,7 +8,8 @@ devices, each with its snapshot. Restoring registers an image from those snapsho
 replacement with the original settings and tags, its Code set to an allowed code.
 
 The record is the source (only Broom's role writes the table); each snapshot must
-still exist and carry Broom's ``broom:instance-id`` tag naming the instance.
+still exist and carry Broom's ``broom:instance-id`` tag naming the instance. No
+replacement is launched beside the instance itself or an earlier replacement.
 """
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -155,6 +156,39 @@ def check_snapshots(ec2, record):
                 ", ".join(missing), record.instance_id))
 
 
+#: States of an instance that is still there (not to be restored beside itself).
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def check_not_there(ec2, record):
+    """RestoreError when the instance itself is still there (its termination failed or
+    was refused: start it instead), or was restored already (a second run would
+    launch a second replacement)."""
+    def live(filters):
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=filters + [{
+            "Name": "instance-state-name", "Values": list(LIVE_STATES)}])
+        return sorted((i["InstanceId"], i["State"]["Name"]) for page in pages
+                      for r in page["Reservations"] for i in r["Instances"])
+
+    try:
+        itself = live([{"Name": "instance-id", "Values": [record.instance_id]}])
+        restored = live([{"Name": "tag:broom:restored-from",
+                          "Values": [record.instance_id]}])
+    except (BotoCoreError, ClientError) as e:
+        raise RestoreError("cannot check whether %s is still there: %s" % (
+            record.instance_id, e))
+    if itself:
+        raise RestoreError(
+            "%s is still there (%s): Broom did not terminate it, so there is nothing to "
+            "restore; start it and set its Code tag to keep it" % (
+                record.instance_id, itself[0][1]))
+    if restored:
+        raise RestoreError(
+            "%s was restored already as %s: terminate %s first to restore it again" % (
+                record.instance_id, ", ".join("%s (%s)" % r for r in restored),
+                "it" if len(restored) == 1 else "them"))
+
+
 def restore(session, region, account_id, instance_id, code=None, dry_run=False,
             table=state.DEFAULT_TABLE, echo=print):
     """Restore ``instance_id``; returns the new instance id (None on a dry run)."""
@@ -174,6 +208,7 @@ def restore(session, region, account_id, instance_id, code=None, dry_run=False,
         raise RestoreError("nothing to restore: Broom took no snapshots of %s in %s "
                            "(account %s)" % (instance_id, region, account_id))
     found = plan(record, code)
+    check_not_there(ec2, record)
     check_snapshots(ec2, record)
     for line in found.lines():
         echo(line)

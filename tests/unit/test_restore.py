@@ -186,3 +186,39 @@ def test_doctor_says_none_without_quarantine_snapshots(aws):
 
     check = doctor.check_snapshots(boto3.Session(region_name=REGION))
     assert check.line() == "ok   quarantine snapshots: none"
+
+
+def test_a_second_restore_is_refused_naming_the_first_replacement(terminated):
+    first = invoke(terminated["instance"], "--code", "LOL")
+    assert first.exit_code == 0, first.output
+    new_id = first.output.strip().splitlines()[-1].split()[1].rstrip(",")
+
+    again = invoke(terminated["instance"], "--code", "LOL")
+
+    assert again.exit_code == 1
+    assert again.output == ("broom restore: %s was restored already as %s (running): "
+                            "terminate it first to restore it again\n" % (
+                                terminated["instance"], new_id))
+    boto3.client("ec2", region_name=REGION).terminate_instances(InstanceIds=[new_id])
+    assert invoke(terminated["instance"], "--code", "LOL").exit_code == 0
+
+
+def test_an_instance_broom_snapshotted_but_could_not_terminate_is_not_restored_beside_it(
+        clock, inbox, state_table, monkeypatch):  # noqa: F811
+    from test_quarantine import refusing
+
+    [instance] = launch()
+    for _ in range(2):
+        run(sweep(**ZERO), inbox)
+    with monkeypatch.context() as patched:
+        refusing(patched, "TerminateInstances", "OperationNotPermitted")
+        run(sweep(**ZERO), inbox)
+    assert record_of(instance).step == quarantine.SNAPSHOTTED
+    assert states([instance]) == {instance: "stopped"}
+
+    result = invoke(instance, "--code", "LOL", "--dry-run")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "broom restore: %s is still there (stopped): Broom did not terminate it, so there "
+        "is nothing to restore; start it and set its Code tag to keep it\n" % instance)
