@@ -274,6 +274,15 @@ def step(record, now, facts):
     return TERMINATE, ""
 
 
+def unchanged_since(resource, since):
+    """True when the instance cannot have written to its volumes since ``since``
+    (epoch seconds): it is stopped, and was not started since (EC2's LaunchTime is
+    its last start). Pure."""
+    launched = events.parse_time(resource.get("LaunchTime"))
+    return instances.state(resource) == "stopped" and launched is not None and \
+        launched.timestamp() <= since
+
+
 def moment(epoch):
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -489,9 +498,12 @@ class Quarantine:
     def terminate(self, resource, record):
         """Snapshots first (recorded before the termination), then TerminateInstances."""
         instance_id = resource["InstanceId"]
-        if self.settings.snapshot and record.step != SNAPSHOTTED:
+        # Snapshots of an earlier attempt (its termination refused) do only while the
+        # instance has not run since: else the work done since would be lost.
+        again = record.step == SNAPSHOTTED and not unchanged_since(resource, record.step_at)
+        if self.settings.snapshot and (record.step != SNAPSHOTTED or again):
             try:
-                record = self.snapshot(resource, record)
+                record = self.snapshot(resource, record, reuse=not again)
             except ClientError as e:
                 log.error("instance %s NOT snapshotted, so not terminated: %s",
                           instance_id, e)
@@ -531,17 +543,17 @@ class Quarantine:
                 record, self.settings, self.now)), self.snapshot_cost(done),
                 instance_id)))
 
-    def snapshot(self, resource, record):
+    def snapshot(self, resource, record, reuse=True):
         """CreateSnapshots of every attached EBS volume, tagged; the record then holds
-        their ids and what ``broom restore`` needs. Snapshots of this quarantine
-        already there (a run that died after the call), started after the record's
-        last step, are used instead."""
+        their ids and what ``broom restore`` needs. With ``reuse``, snapshots of this
+        quarantine already there (a run that died after the call), started after the
+        record's last step, are used instead."""
         instance_id = resource["InstanceId"]
         expires = expires_at(record, self.settings, self.now)
         found = self.manager.retry(
             self.ec2.describe_snapshots, OwnerIds=["self"], Filters=[{
                 "Name": "tag:%s" % snapshots.TAG_QUARANTINE,
-                "Values": [record.quarantine_id]}]).get("Snapshots", [])
+                "Values": [record.quarantine_id]}]).get("Snapshots", []) if reuse else []
         volumes = snapshots.ebs_volumes(resource)
         found = [s for s in snapshots.reusable(found, record.step_at) if s[1] in volumes]
         if volumes and {v for _, v, _ in found} >= set(volumes):

@@ -682,3 +682,43 @@ def test_reusable_keeps_the_newest_of_each_volume_started_since_the_last_step():
 
     assert snapshots.reusable(found, START) == [
         ("snap-1", "vol-1", "pending"), ("snap-2", "vol-2", "completed")]
+
+
+def test_snapshots_of_a_failed_termination_are_taken_again_once_the_instance_ran_since(
+        clock, inbox, state_table, monkeypatch):
+    """Broom snapshotted it, EC2 refused the termination (protected meanwhile); a
+    person started it and worked on, then lifted the protection: the termination
+    that follows keeps today's volumes, not those of the first attempt."""
+    [instance] = launch()
+    zero = {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}}
+    run(sweep(**zero), inbox)
+    run(sweep(**zero), inbox)
+    with monkeypatch.context() as patched:
+        refusing(patched, "TerminateInstances", "OperationNotPermitted")
+        _, document = run(sweep(**zero), inbox)
+    assert outcome_of(document, instance)["status"] == "needs-a-person"
+    [first] = record_of(instance).snapshots
+    boto3.client("ec2", region_name=REGION).start_instances(InstanceIds=[instance])
+
+    clock.now = START + DAY
+    _, document = run(sweep(**zero), inbox)
+
+    assert states([instance]) == {instance: "terminated"}
+    [second] = record_of(instance).snapshots
+    assert second != first
+    assert second in outcome_of(document, instance)["detail"]
+    assert len(snapshots_of(instance)) == 2
+
+
+@pytest.mark.parametrize("state, launched, unchanged", [
+    ("stopped", START - 10, True),
+    ("stopped", START, True),
+    ("stopped", START + 10, False),  # started and stopped again since
+    ("running", START - 10, False),
+    ("stopped", None, False),
+])
+def test_unchanged_since(state, launched, unchanged):
+    resource = {"State": {"Name": state}}
+    if launched is not None:
+        resource["LaunchTime"] = datetime.fromtimestamp(launched, timezone.utc)
+    assert quarantine.unchanged_since(resource, START) is unchanged
