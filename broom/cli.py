@@ -495,6 +495,30 @@ def uninstall(regions, policies, dry_run, log_groups):
     sys.exit(1 if failed else 0)
 
 
+@cli.command()
+@click.argument("instance_id")
+@click.option("--region", help="The instance's region (default: the AWS configuration's).")
+@click.option("--code", help="The Code tag of the replacement (one of the allowed codes; "
+              "default: the instance's own, if it was allowed).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; register and launch nothing.")
+@click.option("--state-table", default="broom-state", show_default=True,
+              help="Broom's state table, where the quarantine recorded the instance.")
+def restore(instance_id, region, code, dry_run, state_table):
+    """Bring back an instance Broom's quarantine terminated, from its snapshots: an
+    image of its volumes, launched with its type, subnet, security groups, instance
+    profile, key pair and tags."""
+    from broom import doctor as doctor_module
+    from broom import restore as restore_module
+
+    try:
+        session, account_id = doctor_module.session_for(region)
+        restore_module.restore(session, session.region_name, account_id, instance_id,
+                               code, dry_run, state_table, echo=click.echo)
+    except (doctor_module.DoctorError, restore_module.RestoreError) as e:
+        click.echo("broom restore: %s" % e, err=True)
+        sys.exit(1)
+
+
 class ExitOneOnUsageError(click.Command):
     """A command whose usage errors exit 1, as its documented exit status says (2
     means an input was skipped), instead of click's 2."""

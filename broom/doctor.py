@@ -27,7 +27,10 @@ What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
   and its EventBridge rule is enabled, matches ``source: aws.ec2`` and the policy's
   events (for a periodic policy such as the sweep: runs on the policy's schedule),
   and targets the function;
-- the dead-letter queue exists and is empty.
+- the dead-letter queue exists and is empty;
+- with a quarantine (``safe-terminate``'s ``quarantine``): the snapshots it took
+  (``ec2:DescribeSnapshots``), each with its ``broom:expires`` date; a warning for
+  those past it.
 """
 import json
 from dataclasses import dataclass
@@ -121,7 +124,57 @@ def run(session, account_id, policies):
                            for p in policies)
     for queue in filter(None, queues):
         checks.append(check_queue(session, queue))
+    if any(quarantines(p) for p in policies):
+        checks.append(check_snapshots(session))
     return checks
+
+
+def quarantines(policy):
+    """True when the policy's ``safe-terminate`` quarantines (takes snapshots)."""
+    return any(a.type == "safe-terminate" and isinstance(a.data.get("quarantine"), dict)
+               for a in policy.resource_manager.actions)
+
+
+#: Snapshots listed by name in the snapshots line; more are counted.
+LISTED_SNAPSHOTS = 20
+
+
+def check_snapshots(session, now=None):
+    """The snapshots Broom's quarantine took here, each with its ``broom:expires``
+    date: warn about those past it (they are kept, and billed, until deleted)."""
+    from datetime import datetime, timezone
+
+    from c7n_broom import snapshots
+
+    subject = "quarantine snapshots"
+    now = now or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        pages = session.client("ec2").get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": "tag:%s" % snapshots.TAG_KIND,
+                                         "Values": [snapshots.KIND]}])
+        found = [s for page in pages for s in page["Snapshots"]]
+    except (BotoCoreError, ClientError) as e:
+        return Check(WARN, subject, "cannot list them (ec2:DescribeSnapshots): %s" % e)
+    if not found:
+        return Check(OK, subject, "none")
+    rows = []
+    for snapshot in found:
+        tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags") or ()}
+        rows.append((tags.get(snapshots.TAG_EXPIRES, ""), snapshot["SnapshotId"],
+                     tags.get(snapshots.TAG_INSTANCE, "?"), snapshot.get("VolumeSize") or 0))
+    rows.sort()
+    expired = [r for r in rows if r[0] and r[0] <= now]
+    listed = ", ".join("%s of %s (%d GiB, expires %s)" % (
+        snapshot_id, instance_id, size, expires or "?")
+        for expires, snapshot_id, instance_id, size in rows[:LISTED_SNAPSHOTS])
+    more = len(rows) - LISTED_SNAPSHOTS
+    detail = "%d, %d GiB: %s%s" % (len(rows), sum(r[3] for r in rows), listed,
+                                   " and %d more" % more if more > 0 else "")
+    if expired:
+        return Check(WARN, subject, "%d past their %s date, still billed until deleted "
+                     "(broom restore first if they are wanted; then aws ec2 "
+                     "delete-snapshot): %s" % (len(expired), snapshots.TAG_EXPIRES, detail))
+    return Check(OK, subject, detail)
 
 
 def topics(policy):

@@ -83,6 +83,16 @@ _FINDINGS = Scope("BroomFindings", (
     "arn:{partition}:securityhub:*:{account}:hub/default"))
 # The Price List API has no resources to name (creator-report's cost line).
 _PRICES = Scope("BroomPrices", ("*",))
+# safe-terminate's quarantine (c7n_broom/quarantine.py): stop an instance, snapshot its
+# volumes (CreateSnapshots is authorised on the instance, its volumes and the new
+# snapshots, whose ARNs name no account), and tag those snapshots as they are created
+# (so the one scope of ec2:CreateTags is new snapshots: a policy of yours that tags
+# instances needs a statement of its own).
+_STOP = Scope("BroomQuarantineStop", (INSTANCES,))
+_SNAPSHOT = Scope("BroomQuarantineSnapshot", (
+    INSTANCES, "arn:{partition}:ec2:*:{account}:volume/*", "arn:{partition}:ec2:*::snapshot/*"))
+_TAG_SNAPSHOTS = Scope("BroomQuarantineTagSnapshots", ("arn:{partition}:ec2:*::snapshot/*",), {
+    "StringEquals": {"ec2:CreateAction": "CreateSnapshots"}})
 
 #: action -> Scope. An action missing here is granted on "*" in a statement of its
 #: own (``UNSCOPED``), and ``broom permissions`` says so.
@@ -110,6 +120,12 @@ SCOPES = {
     "pricing:GetProducts": _PRICES,
     "securityhub:BatchImportFindings": _FINDINGS,
     "securityhub:GetFindings": _FINDINGS,
+    "ec2:DescribeInstanceAttribute": _DESCRIBE,
+    "ec2:DescribeSnapshots": _DESCRIBE,
+    "ec2:DescribeVolumes": _DESCRIBE,
+    "ec2:StopInstances": _STOP,
+    "ec2:CreateSnapshots": _SNAPSHOT,
+    "ec2:CreateTags": _TAG_SNAPSHOTS,
 }
 UNSCOPED = "BroomUnscoped"
 

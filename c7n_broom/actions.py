@@ -295,7 +295,7 @@ class CreatorReport(EventAction):
         # What EC2 shows now of the instances Broom tried to terminate: the digest
         # gives each row's state after Broom's actions, not before.
         tried = [r["InstanceId"] for r in resources if outcomes[r["InstanceId"]].status
-                 in (report.TERMINATED, report.FAILED)]
+                 in (report.TERMINATED, report.FAILED, report.STOPPED)]
         after = instances.current_states(self.manager, tried) if tried else {}
         prices, when = self.price_book(), datetime.fromtimestamp(now, timezone.utc)
         config, rows = self.manager.config, []

@@ -155,6 +155,38 @@ def hourly_price(price_list):
     return price
 
 
+#: The Price List's usage type of standard EBS snapshot storage ends with this (a
+#: region prefix such as ``EUW1-`` before it, none in us-east-1).
+SNAPSHOT_USAGE = "EBS:SnapshotUsage"
+
+
+def snapshot_filters(region):
+    """GetProducts filters for EBS snapshot storage in ``region``."""
+    return [{"Type": "TERM_MATCH", "Field": "productFamily", "Value": "Storage Snapshot"},
+            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}]
+
+
+def snapshot_price(price_list):
+    """USD per GB-month of standard EBS snapshot storage in a GetProducts ``PriceList``;
+    ValueError when there is not exactly one."""
+    prices = set()
+    for item in price_list:
+        product = json.loads(item) if isinstance(item, str) else item
+        usage = product["product"]["attributes"].get("usagetype", "")
+        if not usage.endswith(SNAPSHOT_USAGE):
+            continue  # archive tier, fast snapshot restore, ...
+        for offer in product["terms"]["OnDemand"].values():
+            for dimension in offer["priceDimensions"].values():
+                if dimension.get("unit") == "GB-Mo":
+                    prices.add(float(dimension["pricePerUnit"]["USD"]))
+    if len(prices) != 1:
+        raise ValueError("%d distinct snapshot storage prices" % len(prices))
+    price = prices.pop()
+    if not 0 < price < 10:
+        raise ValueError("implausible snapshot price %r" % price)
+    return price
+
+
 class PriceBook:
     """On-demand prices for a report, through one session factory.
 
@@ -222,11 +254,25 @@ class PriceBook:
                 self._cache[key] = (found, self.clock() + RETRY_AFTER)
         return found
 
-    def _lookup(self, wanted):
+    def snapshot_gb_month(self, region):
+        """USD per GB-month of EBS snapshot storage in ``region`` (float), or an
+        unknown Cost saying why there is none; cached like instance prices."""
+        key = ("snapshot", region)
+        with self._lock:
+            cached = self._cache.get(key) or self._cache.get("unreachable")
+        if cached and (cached[1] is None or cached[1] > self.clock()):
+            return cached[0]
+        found = self._lookup(snapshot_filters(region), snapshot_price, 100)
+        with self._lock:
+            self._cache[key] = (found, None if not isinstance(found, Cost)
+                                else self.clock() + RETRY_AFTER)
+        return found
+
+    def _lookup(self, wanted, read=hourly_price, results=10):
         try:
             response = self.client().get_products(
-                ServiceCode="AmazonEC2", Filters=wanted, MaxResults=10)
-            return hourly_price(response.get("PriceList", []))
+                ServiceCode="AmazonEC2", Filters=wanted, MaxResults=results)
+            return read(response.get("PriceList", []))
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             # The code only: an endpoint that is not the Price List API answers with a

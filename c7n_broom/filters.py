@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, instances, metrics, recheck
+from c7n_broom import codes, events, instances, metrics, quarantine, recheck
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import (
     check_grace_seconds,
@@ -202,4 +202,8 @@ class AllowedCodes(ValueFilter):
             r[codes.ANNOTATION] = dict(
                 verdict.as_dict(), key=self.data.get("key", DEFAULT_KEY), allowed=list(allowed))
             matched.append(r)
+        if not record:  # a sweep keeps the quarantined it releases, to report them once
+            chosen = {r["InstanceId"] for r in matched}
+            matched += quarantine.released(
+                self, [r for r in resources if r["InstanceId"] not in chosen])
         return matched

@@ -25,6 +25,12 @@ GONE = "already-gone"
 REPORTED = "reported"
 ANOMALY = "anomaly"  # the event does not describe this instance: never terminated
 UNRESOLVED = "creator-unresolved"  # a sweep could not look its creator up yet
+# safe-terminate's quarantine (c7n_broom.quarantine): instances with history
+QUARANTINED = "quarantined"  # noticed: stopped and terminated later unless fixed
+STOPPED = "stopped"
+STOP_FAILED = "stop-failed"
+NEEDS_PERSON = "needs-a-person"  # protected: Broom never clears it there
+RESOLVED = "left-quarantine"  # fixed in the meantime
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Outcome:
             REPORTED: "found",
             ANOMALY: "found an anomaly with",
             UNRESOLVED: "left alone until its creator is known",
+            QUARANTINED: "quarantined",
+            STOPPED: "stopped",
+            STOP_FAILED: "could NOT stop",
+            NEEDS_PERSON: "needs a person for",
+            RESOLVED: "released from quarantine",
         }.get(self.status, self.status)
 
     @property
@@ -267,6 +278,11 @@ def describe_outcome(outcome):
         REPORTED: "none (this policy only reports)",
         ANOMALY: "none: the event does not match this instance, it was not terminated",
         UNRESOLVED: "none: not terminated until Broom knows who launched it",
+        QUARANTINED: "none yet",
+        STOPPED: "stopped",
+        STOP_FAILED: "stop FAILED, the instance is still running",
+        NEEDS_PERSON: "none: it is protected",
+        RESOLVED: "none: it was fixed",
     }.get(outcome.status, readable(outcome.status))
     if outcome.detail:
         text += " (%s)" % readable(outcome.detail, DETAIL_LIMIT)

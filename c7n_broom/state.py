@@ -16,6 +16,10 @@ item ``pk``    what it records                                 written with
                was first reported (``c7n_broom.sweep``)
 ``hold#``      instances the cap held, their launch markers,   PutItem, absent only;
                the launch record, when due (``recheck``)       UpdateItem to settle
+quarantine#    instance I's quarantine: timeline, step,        PutItem, the first
+               snapshots (``c7n_broom.quarantine``)            only if absent
+quarantine-    the ids under quarantine in an account and      UpdateItem ADD /
+index#         region                                          DELETE
 =============  ==============================================  =======================
 
 Every item carries ``expires`` (epoch seconds), the table's TTL attribute; DynamoDB

@@ -3,6 +3,7 @@ in cloudtrail mode, and record what really happened to each instance (``OUTCOME`
 which ``outcomes`` reads back for ``creator-report``."""
 import dataclasses
 import logging
+import time
 
 from botocore.exceptions import ClientError
 from c7n.actions import EventAction
@@ -10,7 +11,17 @@ from c7n.exceptions import PolicyValidationError
 from c7n.resources.ec2 import Terminate
 from c7n.utils import chunks, local_session, type_schema
 
-from c7n_broom import codes, decisions, instances, recheck, report, state, sweep, validation
+from c7n_broom import (
+    codes,
+    decisions,
+    instances,
+    quarantine,
+    recheck,
+    report,
+    state,
+    sweep,
+    validation,
+)
 from c7n_broom.events import get_path
 from c7n_broom.lambda_check import check_lambda_packaging
 
@@ -45,6 +56,13 @@ class SafeTerminate(EventAction, Terminate):
       only reports instances whose creator CloudTrail cannot tell (default
       ``enforce``). The cap counts everything one sweep would terminate; what it
       holds, the next sweep sees again.
+
+    - ``quarantine`` (``stop-after``, ``terminate-after``: ``0s``, ``15m``, ``24h``,
+      ``7d``; ``snapshot``, default true; ``keep-snapshots``, default ``30d``): for
+      instances with history (a sweep, tag changes), a notice first, then a stop,
+      then snapshots and the termination, one step per run, recorded in
+      ``state-table`` (``c7n_broom.quarantine``; docs/safety.md). ``force`` is
+      refused beside it, and in a periodic policy.
 
     Each instance gets its own outcome under ``c7n:broom-outcome`` (one failure never
     stops the rest of the batch), which ``creator-report`` reports.
@@ -85,14 +103,17 @@ class SafeTerminate(EventAction, Terminate):
             "recheck-after": {"type": "integer", "minimum": 60, "maximum": 7 * 24 * 3600},
             "state-table": {"type": "string"},
             "unknown-creators": {"enum": list(decisions.ENFORCEMENT_MODES)},
+            "quarantine": quarantine.SCHEMA,
         },
     )
+    clock = staticmethod(time.time)
 
     def get_permissions(self):
         """terminate's (with ec2:ModifyInstanceAttribute for force), the state table's
         counter, and scheduling the re-check of what the cap holds."""
+        extra = quarantine.PERMISSIONS if "quarantine" in self.data else ()
         return tuple(super().get_permissions()) + state.COUNTER_PERMISSIONS + (
-            "scheduler:CreateSchedule", "iam:PassRole", "dynamodb:PutItem")
+            "scheduler:CreateSchedule", "iam:PassRole", "dynamodb:PutItem") + extra
 
     def validate(self):
         enforcement = self.data.get("enforcement")
@@ -105,6 +126,7 @@ class SafeTerminate(EventAction, Terminate):
         validation.check_exempt_accounts(self)
         validation.check_schema(self)  # the rest, with types checked
         validation.check_no_force_on_tag_events(self)
+        quarantine.check(self)
         validation.check_state_table(self)
         validation.check_exempt_principals(self)
         validation.check_attribution(self)
@@ -125,6 +147,9 @@ class SafeTerminate(EventAction, Terminate):
             unknown_creators=self.data.get("unknown-creators", decisions.ENFORCE))
 
     def process(self, resources, event=None):
+        released = [r for r in resources if r.get(quarantine.RELEASED)]
+        if released:  # fixed since their quarantine began: released, not judged
+            resources = [r for r in resources if not r.get(quarantine.RELEASED)]
         delay = self.data.get("recheck-after", recheck.DEFAULT_DELAY)
         settings = self.settings()
         creators, unresolved = sweep.creators(resources)
@@ -146,6 +171,9 @@ class SafeTerminate(EventAction, Terminate):
                     r[OUTCOME] = dataclasses.asdict(report.Outcome(
                         report.ANOMALY, "not held by a re-check Broom scheduled"))
             resources = [r for r in resources if r["InstanceId"] in rechecked]
+        quarantined = quarantine.settings(self.data)
+        if quarantined:  # the cap applies to each step instead (quarantine.Quarantine)
+            rechecked |= {r["InstanceId"] for r in resources}
         plan = decisions.plan(
             resources, event, self.manager.config.account_id or "", settings,
             rechecked, self.count, held_note, creators, unresolved)
@@ -157,6 +185,11 @@ class SafeTerminate(EventAction, Terminate):
             log.info("policy:%s leaving %d of %d instances alone (see reports)",
                      self.manager.data.get("name"), len(resources) - len(doomed),
                      len(resources))
+        if quarantined:
+            if hold:
+                recheck.settle(table, hold)
+            return self.quarantine_step(quarantined, settings.cap, doomed,
+                                        resources + released, event)
         outcomes = {}
         if doomed:
             client = local_session(self.manager.session_factory).client("ec2")
@@ -166,6 +199,26 @@ class SafeTerminate(EventAction, Terminate):
                 r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         if hold:
             recheck.settle(table, hold)
+        return {instance_id: o.status for instance_id, o in outcomes.items()}
+
+    def quarantine_step(self, settings, cap, doomed, resources, event):
+        """Take the instances it would terminate one quarantine step further, and
+        release those ``allowed-codes`` kept as fixed since (quarantine.released)."""
+        run = quarantine.Quarantine(self, settings, cap, clock=self.clock)
+        outcomes = run.process(doomed, resources, event)
+        outcomes.update(run.release([r for r in resources if r.get(quarantine.RELEASED)]))
+        # the rest were left alone by decisions.plan (their outcome is set): exempt or
+        # report-only ones leave quarantine
+        left = [r for r in resources if r["InstanceId"] not in outcomes and r.get(
+            OUTCOME, {}).get("status") in (report.EXEMPT, report.WOULD_TERMINATE)]
+        for instance_id, note in run.end(left).items():
+            found = report.Outcome(**next(r[OUTCOME] for r in resources
+                                          if r["InstanceId"] == instance_id))
+            outcomes[instance_id] = dataclasses.replace(
+                found, detail="%s; %s" % (found.detail, note) if found.detail else note)
+        for r in resources:
+            if r["InstanceId"] in outcomes:
+                r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
     def count(self, principal, n):

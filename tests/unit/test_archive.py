@@ -17,8 +17,8 @@ PLUGIN_FILES = {
     "c7n_broom/%s.py" % name for name in (
         "__init__", "actions", "codes", "decisions", "entry", "events", "filters",
         "fleets", "handler", "identity", "instances", "lambda_check", "omitted", "principals",
-        "recheck", "report", "source", "state", "terminate", "text", "validation",
-        "cost", "formats", "mailer",
+        "quarantine", "recheck", "report", "source", "state", "terminate", "text", "validation",
+        "cost", "formats", "mailer", "snapshots",
         "lookup", "sweep", "items", "securityhub", "metrics")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
 ALLOWED_ROOTS = {"c7n_broom", "c7n", "boto3", "botocore"} | set(sys.stdlib_module_names)

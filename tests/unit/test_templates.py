@@ -404,18 +404,18 @@ def test_broom_permissions_for_a_member_reports_to_the_hub_topic():
 
 
 def test_broom_permissions_grants_unknown_actions_on_everything_and_says_so(tmp_path):
-    path = tmp_path / "tag.yml"
+    path = tmp_path / "reboot.yml"
     path.write_text(yaml.safe_dump({"policies": [{
-        "name": "tag-it", "resource": "aws.ec2",
-        "actions": [{"type": "tag", "key": "Owner", "value": "me"}]}]}))
+        "name": "reboot-it", "resource": "aws.ec2",
+        "actions": [{"type": "reboot"}]}]}))
 
     result = CliRunner().invoke(cli, ["permissions", "--policy", str(path)])
 
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["Statement"][-1] == {"Sid": "BroomUnscoped", "Effect": "Allow",
-                                         "Action": ["ec2:CreateTags"], "Resource": "*"}
-    assert 'no known resource scope for ec2:CreateTags: granted on "*"' in result.stderr
+                                         "Action": ["ec2:RebootInstances"], "Resource": "*"}
+    assert 'no known resource scope for ec2:RebootInstances: granted on "*"' in result.stderr
 
 
 BAD_FILES = {

@@ -196,8 +196,20 @@ TABLE = [
     row(TERMINATE, {"max_terminations": 5}, "'max_terminations': unknown option "
         "'max_terminations' (valid: cap-period, default-enforcement, enforcement, "
         "exempt-accounts, exempt-principals, fleet-instances, force, max-terminations, "
-        "recheck-after, state-table, unknown-creators)",
+        "quarantine, recheck-after, state-table, unknown-creators)",
         "Additional properties are not allowed ('max_terminations' was unexpected)"),
+    # quarantine (ec2-tags.yml's safe-terminate has force: true)
+    row(TERMINATE, {"quarantine": {"stop-after": "1 day", "terminate-after": "7d"}},
+        "'quarantine': '1 day' is not a duration: write a whole number and s, m, h or d "
+        "(0s, 15m, 24h, 7d)"),
+    row(TERMINATE, {"quarantine": {"stop-after": "7d", "terminate-after": "24h"}},
+        "'quarantine': terminate-after (24h) must not be earlier than stop-after (7d)"),
+    row(TERMINATE, {"quarantine": {"stop-after": "24h"}},
+        "'quarantine': 'terminate-after' is a required property",
+        "'terminate-after' is a required property"),
+    row(TERMINATE, {"quarantine": {"stop-after": "0s", "terminate-after": "0s"}},
+        "'force': true is refused with 'quarantine': Broom never clears the termination "
+        "or stop protection of an instance with history"),
     # creator-report
     row(REPORT, {"topic": DROP}, "'topic' %s, got None" % ARN_LIKE,
         "'topic' is a required property"),
