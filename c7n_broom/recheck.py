@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 from botocore.exceptions import ClientError
 
-from c7n_broom import events
+from c7n_broom import events, invocation
 from c7n_broom.decisions import REPORT_ONLY
 
 log = logging.getLogger("custodian.broom.recheck")
@@ -119,28 +119,39 @@ def schedule(client, event, instance_ids, due, function_arn, retry):
     return names
 
 
+#: What ``schedule_held`` did: the schedule exists; it could not be created for a
+#: reason a retry may not have (throttling, a service error): fail the invocation so
+#: its retry creates it; for good (denied, too large); not in Lambda.
+SCHEDULED, TRANSIENT, FAILED, LOCAL = "scheduled", "transient", "failed", "local"
+
+
 def schedule_held(event, instance_ids, delay, retry):
     """Schedule the re-check of held instances ``delay`` seconds from now, with the
     function's own credentials (in a hub the policy's session acts in the member
-    account, but the schedule belongs beside the function). Returns what the report
-    says: when they are checked again, or why they are not."""
+    account, but the schedule belongs beside the function). Returns (what the report
+    says: when they are checked again, or why they are not; SCHEDULED, TRANSIENT,
+    FAILED or LOCAL)."""
     if not Target.function_arn:
         return ("They are not re-checked automatically (not running in Lambda): "
-                "check them again with broom replay --execute")
+                "check them again with broom replay --execute"), LOCAL
     due = datetime.now(timezone.utc) + timedelta(seconds=delay)
     region = Target.function_arn.split(":")[3]
     client = boto3.Session().client("scheduler", region_name=region)
     try:
         schedule(client, event, instance_ids, due, Target.function_arn, retry)
     except ClientError as e:
+        code = e.response["Error"]["Code"]
         log.error("re-check of %s NOT scheduled: %s", ", ".join(instance_ids), e)
+        if code in invocation.TRANSIENT:
+            return ("Broom could not schedule their re-check yet (%s): it tries again "
+                    "within minutes" % code), TRANSIENT
         return ("Broom could NOT schedule a re-check (%s): check them by hand, or "
                 "allow scheduler:CreateSchedule and iam:PassRole on %s to Broom's role"
-                % (e.response["Error"]["Code"], role_arn(Target.function_arn)))
+                % (code, role_arn(Target.function_arn))), FAILED
     except ValueError as e:
         log.error("re-check of %s NOT scheduled: %s", ", ".join(instance_ids), e)
-        return "Broom could NOT schedule a re-check (%s): check them by hand" % e
+        return "Broom could NOT schedule a re-check (%s): check them by hand" % e, FAILED
     return ("Broom checks them again at %s and terminates those that still break the "
             "rule: switch the account to %s (c7n-org var broom_enforcement: %s) or fix "
             "the code list before then to keep them" % (
-                due.strftime("%Y-%m-%dT%H:%M:%SZ"), REPORT_ONLY, REPORT_ONLY))
+                due.strftime("%Y-%m-%dT%H:%M:%SZ"), REPORT_ONLY, REPORT_ONLY)), SCHEDULED
