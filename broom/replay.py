@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from c7n_broom import events, instances, report
+from c7n_broom import events, instances, invocation, report
 from c7n_broom.codes import ANNOTATION
 from c7n_broom.identity import creator_from_record
 from c7n_broom.terminate import OUTCOME
@@ -246,8 +246,10 @@ def replay_record(policies, record, execute):
         if skip:
             result.skipped = skip
             continue
+        invocation.start()
         try:
             result.instances = run_policy(policy, record, event, execute, age)
+            invocation.check()  # what the run left owed: the message stays for later
         except Exception as e:  # one event's failure must not stop the others
             log.debug("policy %s failed on event %s", policy.name, event_id, exc_info=True)
             result.error = "%s: %s" % (type(e).__name__, e)
