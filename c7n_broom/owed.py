@@ -204,9 +204,14 @@ def _json(item, name):
 
 def event_key(event):
     """What an event's obligations (and its reports' FIFO deduplication) are keyed
-    on: the record's event id, per launch for an EC2 Fleet (``events.report_key``),
+    on: the record's event id; for an EC2 Fleet's launch (``events.report_key``), the
+    launch itself, named by the smallest instance id its record names (an instance is
+    launched once: both records of one launch share it, two launches never do);
     apart for the re-check of held instances; "" without a record."""
-    key = events.report_key(events.cloudtrail_record(event))
+    record = events.cloudtrail_record(event)
+    key = events.report_key(record)
+    if key == events.FLEET_LAUNCH:
+        key += "#" + min(events.launched_instances(record) or [""])
     if key and recheck.held_ids(event):  # the re-check reports what it does
         key += "#recheck"
     return key
