@@ -21,13 +21,13 @@ import tempfile
 
 from c7n import handler as c7n_handler
 from c7n.cwe import CloudWatchEvents
-from c7n.utils import get_retry
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
 from c7n_broom import events, invocation, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")
-RETRY = get_retry(("Throttling", "RequestLimitExceeded", "ThrottlingException"))
+#: Back-off on throttling, never past the invocation's deadline (less its margin).
+RETRY = invocation.retry
 #: Until this age an event naming ids EC2 does not show is retried (Lambda retries a
 #: failed invocation about one and three minutes after it); then they are reported.
 UNSEEN_RETRY_SECONDS = 150

@@ -13,6 +13,7 @@ import time
 from botocore.exceptions import ClientError
 from c7n.utils import chunks, local_session
 
+from c7n_broom import invocation
 from c7n_broom.events import get_path, parse_time
 
 log = logging.getLogger("custodian.broom.instances")
@@ -107,7 +108,11 @@ def wait_for_tags(manager, client, key, resources, found, grace,
     waiting = [r["InstanceId"] for r in resources
                if r["InstanceId"] not in found and state(r) in LIVE_STATES]
     while waiting and clock() < deadline:
-        sleep(min(GRACE_INTERVAL, max(0.0, deadline - clock())))
+        pause = min(GRACE_INTERVAL, max(0.0, deadline - clock()))
+        if not invocation.affords(pause):  # the margin to report is worth more
+            log.info("invocation near its deadline: no longer waiting for %s tags", key)
+            break
+        sleep(pause)
         found.update(late_tags(manager, client, waiting, key))
         waiting = [i for i in waiting if i not in found]
     if waiting:
