@@ -57,7 +57,7 @@ def current_states(manager, instance_ids):
     states = {}
     for batch in chunks(instance_ids, 100):
         try:
-            response = manager.retry(client.describe_instances, InstanceIds=batch)
+            response = invocation.retry(client.describe_instances, InstanceIds=batch)
         except ClientError as e:
             if e.response["Error"]["Code"] != NOT_FOUND:
                 raise
@@ -78,7 +78,7 @@ def late_tags(manager, client, instance_ids, key):
     found = {}
     for batch in chunks(instance_ids, 100):
         try:
-            pages = manager.retry(
+            pages = invocation.retry(  # back-off within the invocation's time
                 client.describe_tags,
                 Filters=[{"Name": "resource-id", "Values": batch},
                          {"Name": "key", "Values": [key]}])

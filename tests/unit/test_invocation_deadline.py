@@ -6,7 +6,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from c7n_broom import handler, invocation
+from c7n_broom import handler, invocation, recheck
 
 from support import launch, load_policy, policy_file, run_instances_event
 
@@ -37,7 +37,7 @@ def throttled(monkeypatch, fake_clock):
 
 
 def test_the_omitted_launch_lookup_stops_backing_off_before_the_deadline(
-        inbox, deployed, throttled, fake_clock):
+        inbox, deployed, throttled, fake_clock, monkeypatch):
     """Before: c7n's retry backed off up to 8 times (minutes) whatever time was left,
     and Lambda killed the invocation before its alert was published."""
     [data] = policy_file("ec2-tags.yml")["policies"]
@@ -46,6 +46,7 @@ def test_the_omitted_launch_lookup_stops_backing_off_before_the_deadline(
     event["detail"]["responseElements"] = {"omitted": True}
     event["detail"]["requestParameters"]["clientToken"] = "c0ffee00-1111"
     context = Context(fake_clock, remaining=30)
+    monkeypatch.setattr(recheck.Target, "function_arn", None)  # handler.run sets it
     handler.run(event, context)
     assert context.get_remaining_time_in_millis() / 1000 >= invocation.MARGIN
     [alert] = inbox.emails()
@@ -62,3 +63,27 @@ def test_the_grace_wait_for_late_tags_leaves_the_margin(inbox, fake_clock):
     load_policy(data).push(run_instances_event([instance]))
     assert context.get_remaining_time_in_millis() / 1000 >= invocation.MARGIN
     assert len(inbox.emails()) == 1
+
+
+def test_a_throttled_late_tag_read_stops_backing_off_before_the_deadline(
+        inbox, fake_clock, monkeypatch):
+    """Before: DescribeTags in the grace wait used c7n's retry (8 attempts, minutes of
+    back-off) whatever time the invocation had left."""
+    original = BaseClient._make_api_call
+
+    def make_api_call(client, operation, params):
+        if operation == "DescribeTags":
+            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "x"}},
+                              operation)
+        return original(client, operation, params)
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    monkeypatch.setattr(time, "sleep", fake_clock.sleep)
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    [instance] = launch()
+    context = Context(fake_clock, remaining=60)
+    invocation.start(context)
+    try:
+        load_policy(data).push(run_instances_event([instance]))
+    except ClientError:
+        pass  # nothing was decided: Lambda's retry judges the instance again
+    assert context.get_remaining_time_in_millis() / 1000 >= invocation.MARGIN
