@@ -107,13 +107,16 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
 
     A SOURCE is a file (a record, an EventBridge event or a CloudTrail log file, .json
     or .json.gz), a folder (the .json and .json.gz files under it, in name order) or a
-    dead-letter queue: sqs://NAME or a queue URL. With --execute a
+    dead-letter queue: sqs://NAME or a queue URL. An EventBridge event is replayed as
+    delivered (a re-check stays a re-check). With --execute a
     queue message is deleted once its event was handled; a dry run deletes nothing.
 
     Each event is handled on its own: one that fails is reported and the others go
     on. A file or message holding no CloudTrail record is named in a warning and
-    skipped. The last line counts events handled, acted on, failed and skipped.
-    Exit status: 0 when no event failed (skipped inputs included), 1 otherwise.
+    skipped; an event of another account, or not AWS's, is refused. The last line
+    counts events handled, acted on, failed, skipped and refused, and with --execute
+    the queue messages left in the queue (not handled). Exit status: 0 when no event
+    failed or was refused and no message was left, 1 otherwise.
     """
     import json
     import tempfile
@@ -128,7 +131,8 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
             raise click.BadParameter("no such file or folder: %s" % source,
                                      param_hint="SOURCE")
     show_progress = sys.stderr.isatty() if progress is None else progress
-    tally = dict(read=0, matched=0, handled=0, acted=0, failed=0, skipped=0, inputs=0)
+    tally = dict(read=0, matched=0, handled=0, acted=0, failed=0, skipped=0, refused=0,
+                 inputs=0, left=0)
     results = []
     try:
         session, account_id = aws_session(region)
@@ -138,13 +142,16 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
                 for item in inputs:
                     if item.problem:
                         tally["inputs"] += 1
+                        tally["left"] += bool(item.queued and execute)
                         click.echo("broom replay: skipped %s" % item.problem, err=True)
                         continue
                     failed = False
                     for record in item.records:
                         tally["read"] += 1
-                        for result in replay_event(policies, record, execute):
-                            failed = failed or bool(result.error)
+                        replayed = replay_event(policies, record, execute)
+                        failed = failed or not replayed  # no policy listens: not handled
+                        for result in replayed:
+                            failed = failed or bool(result.error or result.refused)
                             count(tally, result, execute)
                             results.append(result)
                             if not as_json:
@@ -154,6 +161,8 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
                                 tally["read"], tally["failed"]), err=True, nl=False)
                     if item.done and not failed:
                         delete(item)
+                    elif item.done:
+                        tally["left"] += 1
     except ReplayError as e:
         click.echo("broom replay failed: %s" % e, err=True)
         sys.exit(1)
@@ -163,13 +172,17 @@ def replay(policy, sources, execute, variables, region, as_json, progress, outpu
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     summary = ("%(read)d event(s) read, %(matched)d matched a policy: %(handled)d handled, "
                "%(acted)d acted on, %(failed)d failed, %(skipped)d skipped" % tally)
+    if tally["refused"]:
+        summary += ", %(refused)d refused" % tally
     if tally["inputs"]:
         summary += "; %d input(s) skipped" % tally["inputs"]
+    if tally["left"]:
+        summary += "; %d message(s) left in the queue" % tally["left"]
     if not execute:
         summary = summary.replace(" acted on,", " would be acted on,")
         summary += " (dry run: nothing changed)"
     click.echo(summary, err=as_json)
-    sys.exit(1 if tally["failed"] else 0)
+    sys.exit(1 if tally["failed"] or tally["refused"] or tally["left"] else 0)
 
 
 def parse_vars(variables, policy_paths=()):
@@ -290,6 +303,8 @@ def count(tally, result, execute):
     tally["matched"] += 1
     if result.error:
         tally["failed"] += 1
+    elif result.refused:
+        tally["refused"] += 1
     elif result.skipped:
         tally["skipped"] += 1
     else:
@@ -303,18 +318,21 @@ def show_result(result):
                                         result.event_time, result.region, result.creator))
     if result.skipped:
         click.echo("  skipped: %s" % result.skipped)
+    if result.refused:
+        click.echo("  refused: %s" % result.refused)
     for instance_id, verdict, outcome in result.instances:
         click.echo("  %s  %s  %s" % (instance_id, verdict, outcome))
     if result.error:
         click.echo("  failed: %s" % result.error)
-    elif not result.skipped and not any(i.verdict != "-" for i in result.instances):
+    elif not (result.skipped or result.refused) and not any(
+            i.verdict != "-" for i in result.instances):
         click.echo("  no %sinstance breaks the rule" % ("other " if result.instances else ""))
 
 
-def events_region(record):
-    from c7n_broom.events import field
+def events_region(event):
+    from c7n_broom.events import cloudtrail_record, field
 
-    return field(record, "awsRegion") or "us-east-1"
+    return field(cloudtrail_record(event), "awsRegion") or "us-east-1"
 
 
 @cli.command()

@@ -2,7 +2,7 @@
 
 Read-only calls with the current credentials (``sts:GetCallerIdentity``,
 ``iam:GetRole``, ``sns:GetTopicAttributes``, ``dynamodb:DescribeTable`` /
-``DescribeTimeToLive``, ``cloudtrail:DescribeTrails`` / ``GetTrailStatus`` /
+``DescribeTimeToLive`` / ``Scan``, ``cloudtrail:DescribeTrails`` / ``GetTrailStatus`` /
 ``GetEventSelectors``, ``lambda:GetFunction``, ``events:DescribeRule`` /
 ``ListTargetsByRule``, ``sqs:GetQueueUrl`` / ``GetQueueAttributes``). The policies
 are loaded as ``custodian run`` loads them in that account and region (their
@@ -21,6 +21,9 @@ What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
 - the state table exists, with TTL enabled on ``expires``, and its resource policy
   (``dynamodb:GetResourcePolicy``) denies item writes to every principal but the
   policies' roles (evaluated with ``broom.scp_eval``; docs/security.md);
+- the state table holds no obligation (a report SNS has not accepted, a re-check not
+  scheduled: ``c7n_broom.owed``) unsettled for over an hour: one FAIL line each,
+  naming its event and instances;
 - a trail in the region logs management events (EventBridge gets no
   "AWS API Call via CloudTrail" events without one);
 - each policy's function exists with the handler, runtime and role the policy names,
@@ -33,6 +36,7 @@ What is checked (one line each, ``ok`` / ``warn`` / ``FAIL``):
   those past it.
 """
 import json
+import time
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +44,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 TTL_ATTRIBUTE = "expires"
 DEFAULT_TABLE = "broom-state"
+#: An obligation unsettled this long (seconds) outlived the function's first retries.
+OWED_FOR = 3600
 
 
 class DoctorError(Exception):
@@ -117,6 +123,8 @@ def run(session, account_id, policies):
                              for p in policies if p.data["mode"].get("member-role")]
     for table in dict.fromkeys(t for p in policies for t in tables(p)):
         checks.append(check_table(session, table, account_id, writers))
+        if checks[-1].status == OK:
+            checks.extend(check_obligations(session, table))
     checks.append(check_trail(session, region))
     for policy in policies:
         checks.extend(check_function(session, policy))
@@ -296,6 +304,39 @@ def guard_problem(document, table_arn, account_id, writers):
         return "its resource policy denies Broom's role %s: add it to the exception" % (
             ", ".join(blocked))
     return None
+
+
+def check_obligations(session, name, now=None, older_than=OWED_FOR):
+    """One FAIL per event whose report or re-check is still owed ``older_than``
+    seconds after Broom first recorded it (none when nothing is: the table's own line
+    says it is fine)."""
+    from c7n_broom import owed
+
+    subject = "table %s" % name
+    now = time.time() if now is None else now
+    try:
+        found = owed.unsettled(session.client("dynamodb"), name, older_than, now)
+    except ClientError as e:
+        return [Check(WARN, subject, "cannot list what is owed: %s" % error_code(e))]
+    return [Check(FAIL, subject, describe_obligation(key, item, now))
+            for key, item in sorted(found)]
+
+
+def describe_obligation(key, item, now):
+    """What an unsettled obligation owes, since when, and how to settle it."""
+    _, policy, event = (key.split("#", 2) + ["", ""])[:3]
+    owes = []
+    reports = sorted(item.get("reports", {}).get("SS", ()))
+    rechecks = sorted(item.get("rechecks", {}).get("SS", ()))
+    if reports:
+        owes.append("the report of %s" % ", ".join(reports))
+    if rechecks:
+        owes.append("the re-check of %s" % ", ".join(rechecks))
+    hours = (now - float(item.get("created", {}).get("N", now))) / 3600
+    return ("policy %s owes %s for %.1f h (%s attempt(s); %s): replay the event with "
+            "`broom replay --execute` (its dead-letter queue, or its CloudTrail log file)"
+            % (policy, " and ".join(owes), hours, item.get("attempts", {}).get("N", "?"),
+               item.get("summary", {}).get("S") or event))
 
 
 def check_trail(session, region):

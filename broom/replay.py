@@ -5,9 +5,11 @@ after an outage (a Lambda that was down, a region that was not deployed) from th
 CloudTrail log files in S3. Reads bare records, EventBridge envelopes and CloudTrail
 log files (``{"Records": [...]}``, gzipped or not), and drains the function's
 dead-letter queue (``sqs://NAME`` or a queue URL), deleting a message only once its
-event was handled. By default nothing is changed: it shows which instances each event
-names, which break the rule and why, and who launched them. ``execute=True`` runs the
-policy's actions, as the Lambda would.
+event was handled. An EventBridge event is replayed as it was delivered, with every
+marker Broom put in it (a re-check stays a re-check); a bare record is wrapped in the
+envelope EventBridge would have given it. By default nothing is changed: it shows
+which instances each event names, which break the rule and why, and who launched
+them. ``execute=True`` runs the policy's actions, as the Lambda would.
 """
 import gzip
 import json
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from c7n_broom import events, instances, report
+from c7n_broom import events, instances, invocation, report
 from c7n_broom.codes import ANNOTATION
 from c7n_broom.identity import creator_from_record
 from c7n_broom.terminate import OUTCOME
@@ -44,16 +46,16 @@ def read_records(path):
 
 
 def records_in(data, where):
-    """The CloudTrail records of a decoded file or message: a record, an EventBridge
-    event, a list of them or a log file's ``{"Records": [...]}``."""
+    """The events of a decoded file or message: a record, an EventBridge event, a list
+    of them or a log file's ``{"Records": [...]}``. An EventBridge event is kept whole
+    (its envelope and Broom's markers), a record as it is (``replay_record`` wraps it)."""
     if isinstance(data, dict) and isinstance(data.get("Records"), list):
         candidates = data["Records"]
     elif isinstance(data, list):
         candidates = data
     else:
         candidates = [data]
-    records = [events.cloudtrail_record(c) for c in candidates]
-    found = [r for r in records if r is not None]
+    found = [c for c in candidates if events.cloudtrail_record(c) is not None]
     if not found:
         raise ReplayError("%s holds no CloudTrail record (expected a record, an "
                           "EventBridge event or a log file with Records)" % where)
@@ -69,6 +71,7 @@ class Input:
     records: list = field(default_factory=list)
     problem: str = ""
     done: object = None
+    queued: bool = False  # a queue message: it stays in the queue unless ``done``
 
 
 def file_input(path):
@@ -119,13 +122,14 @@ class Queue:
                 VisibilityTimeout=VISIBILITY_SECONDS).get("Messages", [])
             if not messages:
                 return
+            # All of them, at once: after Ctrl-C, close() shows again those not reached.
+            self.kept.extend(m["ReceiptHandle"] for m in messages)
             for message in messages:
                 yield self.message_input(message, execute)
 
     def message_input(self, message, execute):
         label = "%s message %s" % (self.source, message["MessageId"])
         handle = message["ReceiptHandle"]
-        self.kept.append(handle)
 
         def done():
             self.client.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
@@ -133,10 +137,10 @@ class Queue:
         try:
             records = records_in(json.loads(message.get("Body") or ""), label)
         except ValueError as e:  # ReplayError is a RuntimeError: caught apart
-            return Input(label, problem="%s: not JSON (%s)" % (label, e))
+            return Input(label, problem="%s: not JSON (%s)" % (label, e), queued=True)
         except ReplayError as e:
-            return Input(label, problem=str(e))
-        return Input(label, records, done=done if execute else None)
+            return Input(label, problem=str(e), queued=True)
+        return Input(label, records, done=done if execute else None, queued=True)
 
     def close(self):
         """Show again the messages received and not deleted (dry run, failures)."""
@@ -162,20 +166,25 @@ class Replayed:
     skipped: str = ""
     instances: list = field(default_factory=list)  # Instance tuples
     error: str = ""
+    refused: str = ""  # not acted on, and not handled: its message stays in the queue
 
     def as_dict(self):
         return dict(policy=self.policy, event_id=self.event_id, event_name=self.event_name,
                     event_time=self.event_time, region=self.region, creator=self.creator,
                     skipped=self.skipped or None, error=self.error or None,
+                    refused=self.refused or None,
                     instances=[i._asdict() for i in self.instances])
+
+
+def trail_events():
+    from c7n.cwe import CloudWatchEvents
+
+    return CloudWatchEvents.trail_events
 
 
 def subscribes(policy, record):
     """True when a cloudtrail-mode policy listens for this record's event."""
-    from c7n.cwe import CloudWatchEvents
-
-    pairs = events.subscriptions([policy.data.get("mode") or {}],
-                                 CloudWatchEvents.trail_events)
+    pairs = events.subscriptions([policy.data.get("mode") or {}], trail_events())
     return (events.field(record, "eventSource"), events.field(record, "eventName")) in pairs
 
 
@@ -226,13 +235,16 @@ class PolicyCache:
         return policies
 
 
-def replay_record(policies, record, execute):
-    """Replay one record through the policies that listen for it. A policy that fails
+def replay_record(policies, item, execute):
+    """Replay one event (an EventBridge event, as delivered) or bare record (wrapped
+    as EventBridge would) through the policies that listen for it. A policy that fails
     on it (a report that cannot be published, a refused call) gets its ``error`` set;
-    the other policies still run."""
+    the other policies still run. An event that is not AWS's record for this account
+    (``foreign``, ``events.untrusted``) is ``refused``."""
     results = []
+    record = events.cloudtrail_record(item)
     event_id = events.field(record, "eventID") or "replay"
-    event = events.envelope(record, event_id=event_id)
+    event = events.envelope(record, event_id=event_id) if item is record else item
     creator = creator_from_record(record).name
     age = events.age_seconds(record)
     for policy in policies:
@@ -242,12 +254,20 @@ def replay_record(policies, record, execute):
                           events.field(record, "eventTime"),
                           events.field(record, "awsRegion"), creator)
         results.append(result)
-        skip = events.skip_reason(event) or foreign(policy, record)
+        refusal = foreign(policy, record) or (item is not record and events.untrusted(
+            event, events.subscriptions([policy.data.get("mode") or {}],
+                                        trail_events())))
+        if refusal:
+            result.refused = refusal
+            continue
+        skip = events.skip_reason(event)
         if skip:
             result.skipped = skip
             continue
+        invocation.start()
         try:
             result.instances = run_policy(policy, record, event, execute, age)
+            invocation.check()  # what the run left owed: the message stays for later
         except Exception as e:  # one event's failure must not stop the others
             log.debug("policy %s failed on event %s", policy.name, event_id, exc_info=True)
             result.error = "%s: %s" % (type(e).__name__, e)

@@ -14,12 +14,15 @@ from c7n.utils import local_session, type_schema
 from c7n_broom import (
     codes,
     cost,
+    decisions,
     events,
     fleets,
     formats,
     instances,
+    invocation,
     lookup,
     metrics,
+    owed,
     recheck,
     report,
     state,
@@ -36,6 +39,7 @@ log = logging.getLogger("custodian.broom.actions")
 TERMINATING_ACTIONS = ("terminate", "safe-terminate")
 DEFAULT_MAX_MESSAGES = 20
 DEFAULT_FLEET_PERIOD = 3600
+PUBLISH_BATCH = 10  # messages per SNS PublishBatch call
 ACTORS = {"RunInstances": "Launched by", "CreateFleet": "Launched by",
           "CreateTags": "Tagged by", "DeleteTags": "Untagged by"}
 
@@ -127,6 +131,36 @@ def sweep_message(rows, region, account_id, policy=""):
             formats.chatbot_sweep(rows, subject))
 
     return fit(build, len(rows))
+
+
+def publish_batches(messages, https_chatbot=False):
+    """The messages in PublishBatch calls: at most 10 a call, 256 KB in all."""
+    batch, size = [], 0
+    for message in messages:
+        length = message.size(https_chatbot)
+        if batch and (len(batch) == PUBLISH_BATCH or size + length > report.SNS_LIMIT):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += length
+    if batch:
+        yield batch
+
+
+class FleetSlots:
+    """The state table's fleet report slots for ``fleets.one_per_fleet``; a fleet's
+    instances it does not report again (reported within the period) are settled
+    with the event's reports (``throttled``)."""
+
+    def __init__(self, table, throttled):
+        self.table = table
+        self.throttled = throttled
+
+    def claim_fleet(self, policy, fleet, period):
+        return self.table.claim_fleet(policy, fleet, period)
+
+    def settle_reports(self, policy, event_id, instance_ids):
+        self.throttled.extend(instance_ids)
 
 
 class ReportDeliveryError(PolicyExecutionError):
@@ -242,33 +276,76 @@ class CreatorReport(EventAction):
         if self.sweeping():
             return self.sweep_report(resources)
         record = events.cloudtrail_record(event)
-        creator = creator_from_record(record) if record else UNKNOWN
-        event_id = events.report_key(record)  # per event; per launch for EC2 Fleets
-        if event_id and recheck.hold_key(event):  # the re-check reports what it does
-            event_id += "#recheck"
+        event_id = owed.event_key(event)
         table = state.for_element(self, clock=self.clock)
-        live = [r for r in resources if not self.gone_before(r)
-                and table.claim_report(self.policy_name, event_id, r["InstanceId"])]
-        if not live:
+        obligation = owed.for_run(self, event_id, table)
+        try:
+            if obligation is not None and obligation.busy:
+                return []
+            return self.report_event(resources, record, event_id, table, obligation)
+        finally:
+            owed.end_run(self, event_id)
+
+    def report_event(self, resources, record, event_id, table, obligation):
+        """Report what the event owes: each instance of this run, and those an earlier
+        attempt recorded and did not report, whether or not EC2 still shows them.
+        Without the state table (``obligation`` None) every instance found is reported,
+        except those gone before this event arrived (a repeated delivery)."""
+        creator = creator_from_record(record) if record else UNKNOWN
+        config = self.manager.config
+        if obligation is None:
+            live = [r for r in resources if not self.gone_before(r)]
+            missing = []
+        else:
+            fresh = {r["InstanceId"]: owed.stored_finding(
+                report.finding(r, record, config.region, config.account_id),
+                decisions.Decision(False, report.Outcome(report.REPORTED)))
+                for r in resources if not obligation.recorded(r["InstanceId"])
+                and not self.gone_before(r)}
+            if fresh:  # no safe-terminate before this action recorded them
+                obligation.owe(fresh)
+            deferred = {r["InstanceId"] for r in resources if r.get(terminate.DEFERRED)}
+            live = [r for r in resources if obligation.owes_report(r["InstanceId"])
+                    and r["InstanceId"] not in deferred]
+            named = {r["InstanceId"] for r in resources}
+            missing = sorted(i for i in obligation.reports
+                             if i not in named and i not in deferred)
+            invocation.accounted_for(missing)
+        if not live and not missing:
+            if obligation is not None:
+                obligation.settle(release=True)
             return []
         outcomes = terminate.outcomes(self.manager, live, self.terminates())
         metrics.outcomes(self.policy_name, [o.status for o in outcomes.values()])
         persistent = fleets.persistent_spot_requests(self.manager, live)
-        config, items = self.manager.config, []
+        items = []
         prices, now = self.price_book(), datetime.now(timezone.utc)
         for r in live:
+            outcome = outcomes[r["InstanceId"]]
+            if obligation is not None:  # an earlier attempt's decision
+                earlier = owed.reported_outcome(
+                    obligation.findings.get(r["InstanceId"], {}), outcome.gone)
+                outcome = earlier if earlier and outcome.status in (
+                    report.GONE, report.TERMINATED) else outcome
             fleet = fleets.fleet_of(r, persistent)
             found = report.finding(r, record, config.region, config.account_id,
                                    fleets.notes(fleet), prices and prices.cost_of(r, now))
-            items.append((found, outcomes[r["InstanceId"]], fleet))
-            r[REPORTED] = formats.instance(found, outcomes[r["InstanceId"]])  # notify-creator
+            items.append((found, outcome, fleet))
+            r[REPORTED] = formats.instance(found, outcome)  # notify-creator
+        for instance_id in missing:  # EC2 no longer shows them: what was stored
+            stored = obligation.findings.get(instance_id, {})
+            outcome = owed.reported_outcome(stored, True) or report.Outcome(
+                report.GONE, "EC2 no longer shows it")
+            items.append((owed.finding_of(stored, instance_id, config.region,
+                                          config.account_id), outcome, None))
+        throttled = []
         groups = fleets.one_per_fleet(
-            items, table, self.policy_name, event_id,
+            items, FleetSlots(table, throttled), self.policy_name, event_id,
             self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD))
         actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
         return self.publish(compose_messages(
             groups, creator, actor, self.data.get("max-messages", DEFAULT_MAX_MESSAGES),
-            self.policy_name), table, event_id)
+            self.policy_name), table, event_id, obligation, throttled)
 
     def price_book(self):
         """Prices for the report's cost lines, or None when ``cost`` is off."""
@@ -337,30 +414,44 @@ class CreatorReport(EventAction):
                 return True
         return False
 
-    def publish(self, messages, table, event_id=""):
-        """Publish the messages; raise after all were tried if any failed, so the
-        invocation shows as an error. A published message settles its claims in the
-        state table; a failed one gives them back, so a retry reports it."""
+    def publish(self, messages, table, event_id="", obligation=None, throttled=()):
+        """Publish the messages, 10 to a PublishBatch call (within SNS's 256 KB); raise
+        after all were tried if any failed, so the invocation shows as an error (and
+        is retried). Reports SNS accepted are settled in the event's obligation (with
+        the fleets' ``throttled`` instances, reported within their period), in one
+        call; a failed one stays owed, and gives its fleet report slot back."""
         client = self.sns(self.topic)
         chatbot_https = self.data.get("https-format") == "chatbot"
-        sent, failed = [], []
-        for message in messages:
+        sent, failed, settled = [], [], list(throttled)
+        for batch in publish_batches(messages, chatbot_https):
+            entries = [dict(Id=str(n), Subject=m.subject, Message=m.envelope(chatbot_https),
+                            MessageStructure="json", MessageAttributes=m.attributes,
+                            **fifo_ids(self.topic, self.policy_name, event_id, m))
+                       for n, m in enumerate(batch)]
             try:
-                response = self.manager.retry(
-                    client.publish, TopicArn=self.topic, Subject=message.subject,
-                    Message=message.envelope(chatbot_https), MessageStructure="json",
-                    MessageAttributes=message.attributes,
-                    **fifo_ids(self.topic, self.policy_name, event_id, message))
+                response = invocation.retry(client.publish_batch, TopicArn=self.topic,
+                                            PublishBatchRequestEntries=entries)
             except ClientError as e:
-                log.error("report for %s NOT published to %s: %s", message.key, self.topic, e)
-                failed.append((message.key, e.response["Error"]["Code"]))
-                for fleet, when in message.fleets:
-                    table.release_fleet(self.policy_name, fleet, when)
-                table.release_reports(self.policy_name, event_id, message.instances)
-                continue
-            sent.append({"Report": message.key, "MessageId": response["MessageId"]})
-            table.settle_reports(self.policy_name, event_id, message.instances)
-            failed += self.publish_chatbot(message, event_id)
+                response = {"Failed": [{"Id": entry["Id"], "Code": e.response["Error"]["Code"],
+                                        "Message": str(e)} for entry in entries]}
+            accepted = {s["Id"]: s["MessageId"] for s in response.get("Successful", ())}
+            refused = {f["Id"]: f for f in response.get("Failed", ())}
+            for n, message in enumerate(batch):
+                if str(n) not in accepted:
+                    why = refused.get(str(n), {"Code": "no answer"})
+                    log.error("report for %s NOT published to %s: %s %s", message.key,
+                              self.topic, why.get("Code"), why.get("Message", ""))
+                    failed.append((message.key, why.get("Code")))
+                    for fleet, when in message.fleets:
+                        table.release_fleet(self.policy_name, fleet, when)
+                    continue
+                sent.append({"Report": message.key, "MessageId": accepted[str(n)]})
+                settled.extend(message.instances)
+        if obligation is not None:
+            obligation.settle(reports=settled, release=True)
+        for message in messages:
+            if message.key in {s["Report"] for s in sent}:
+                failed += self.publish_chatbot(message, event_id)
         if failed:
             metrics.count(self.policy_name, metrics.REPORT_FAILURES, len(failed))
             raise ReportDeliveryError(
@@ -381,7 +472,7 @@ class CreatorReport(EventAction):
             return []
         card = formats.dumps(message.chatbot)
         try:
-            self.manager.retry(self.sns(topic).publish, TopicArn=topic, Message=card,
+            invocation.retry(self.sns(topic).publish, TopicArn=topic, Message=card,
                                **fifo_ids(topic, self.policy_name, event_id, message))
         except ClientError as e:
             log.error("Chatbot card for %s NOT published to %s: %s", message.key, topic, e)

@@ -176,7 +176,8 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
     ``count(principal, n)`` adds ``n`` terminations to ``principal_key(creator)``'s
     count and returns the total in the period (None when unknown): concurrent
     invocations each see their own total. ``recheck(instance_ids)`` schedules the
-    re-check of what the cap holds and returns what the report says about it.
+    re-check of what the cap holds and returns what the report says about it (None:
+    the caller schedules it and completes the held outcomes itself).
 
     A sweep has no event: it gives each instance's own creator in ``creators`` and
     the ids whose creator is not known yet in ``unresolved`` (see ``decide``); each
@@ -211,7 +212,7 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
                        dataclasses.replace(settings, prior_terminations=None),
                        anomalies, uncapped, creators, unresolved, priors)
     holding = [i for i, d in found.items() if d.outcome and d.outcome.status == report.HELD]
-    if holding:
+    if holding and recheck:
         note = recheck(holding)
         for instance_id in holding:
             found[instance_id] = Decision(False, report.Outcome(

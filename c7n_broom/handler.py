@@ -21,13 +21,16 @@ import tempfile
 
 from c7n import handler as c7n_handler
 from c7n.cwe import CloudWatchEvents
-from c7n.utils import get_retry
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
-from c7n_broom import events, metrics, omitted, recheck
+from c7n_broom import events, invocation, metrics, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")
-RETRY = get_retry(("Throttling", "RequestLimitExceeded", "ThrottlingException"))
+#: Back-off on throttling, never past the invocation's deadline (less its margin).
+RETRY = invocation.retry
+#: Until this age an event naming ids EC2 does not show is retried (Lambda retries a
+#: failed invocation about one and three minutes after it); then they are reported.
+UNSEEN_RETRY_SECONDS = 150
 
 # c7n logs every event in full unless told otherwise; Broom logs one line instead.
 c7n_handler.C7N_DEBUG_EVENT = os.environ.get("C7N_DEBUG_EVENT", "no") == "yes"
@@ -98,6 +101,7 @@ def distrust(event):
 
 
 def run(event, context):
+    invocation.start(context)
     reason = refusal(event)
     if reason:
         log.warning("refusing a malformed event: %s", reason)
@@ -121,4 +125,22 @@ def run(event, context):
         return None
     log.info("handling %s", events.summary(event))
     recheck.Target.function_arn = getattr(context, "invoked_function_arn", None)
-    return c7n_handler.dispatch_event(event, context)
+    result = c7n_handler.dispatch_event(event, context)
+    unseen = invocation.unseen()
+    if unseen:
+        account_for_unseen(event, unseen)
+    invocation.check()  # what is still owed fails the invocation: Lambda retries it
+    return result
+
+
+def account_for_unseen(event, instance_ids):
+    """Instance ids the record names that EC2 does not show: while the event is fresh
+    (EC2's eventual consistency), the invocation fails so Lambda retries it; once it
+    is older than UNSEEN_RETRY_SECONDS (Lambda's last retry comes about three minutes
+    after the first attempt), an alert names them."""
+    record = events.cloudtrail_record(event)
+    age = events.age_seconds(record)
+    if age is not None and age <= UNSEEN_RETRY_SECONDS:
+        invocation.retry_later("EC2 does not show %s yet" % ", ".join(instance_ids))
+        return
+    omitted.alert_unseen(event, policy_data(), instance_ids, invocation.retry)

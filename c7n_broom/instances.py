@@ -14,6 +14,7 @@ from datetime import timezone
 from botocore.exceptions import ClientError
 from c7n.utils import chunks, local_session
 
+from c7n_broom import invocation
 from c7n_broom.events import get_path, parse_time
 
 log = logging.getLogger("custodian.broom.instances")
@@ -81,7 +82,7 @@ def described(manager, instance_ids):
     found = {}
     for batch in chunks(instance_ids, 100):
         try:
-            response = manager.retry(client.describe_instances, InstanceIds=batch)
+            response = invocation.retry(client.describe_instances, InstanceIds=batch)
         except ClientError as e:
             if e.response["Error"]["Code"] != NOT_FOUND:
                 raise
@@ -102,7 +103,7 @@ def late_tags(manager, client, instance_ids, key):
     found = {}
     for batch in chunks(instance_ids, 100):
         try:
-            pages = manager.retry(
+            pages = invocation.retry(  # back-off within the invocation's time
                 client.describe_tags,
                 Filters=[{"Name": "resource-id", "Values": batch}] + (
                     [{"Name": "key", "Values": [key]}] if key is not None else []))
@@ -132,7 +133,11 @@ def wait_for_tags(manager, client, key, resources, found, grace,
     waiting = [r["InstanceId"] for r in resources
                if r["InstanceId"] not in found and state(r) in LIVE_STATES]
     while waiting and clock() < deadline:
-        sleep(min(GRACE_INTERVAL, max(0.0, deadline - clock())))
+        pause = min(GRACE_INTERVAL, max(0.0, deadline - clock()))
+        if not invocation.affords(pause):  # the margin to report is worth more
+            log.info("invocation near its deadline: no longer waiting for %s tags", key)
+            break
+        sleep(pause)
         found.update(late_tags(manager, client, waiting, key))
         waiting = [i for i in waiting if i not in found]
     if waiting:

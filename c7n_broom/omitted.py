@@ -162,16 +162,56 @@ def resolve(event, policy_data, retry):
     return dict(event, detail=detail)
 
 
-def publish_alert(session, policy_data, record, found, why, retry):
+def publish_alert(session, policy_data, record, found, why, retry,
+                  composed=None, outcome="omitted-record"):
+    """Publish an alert about ``record`` to the report topic: the omitted record's
+    (``alert``), or ``composed`` (subject, body)."""
     topic = report_topic(policy_data)
     if not topic:
         log.error("no creator-report topic in this function's policies: the alert for "
                   "event %s is only in this log", events.field(record, "eventID"))
         return
-    subject, body = alert(record, found, why)
+    subject, body = composed or alert(record, found, why)
     client = session.client("sns", region_name=topic.split(":")[3])
     retry(client.publish, TopicArn=topic, Subject=subject, Message=body, MessageAttributes={
         "broom.event_id": {"DataType": "String",
                            "StringValue": text.attribute(events.field(record, "eventID"))
                            or "-"},
-        "broom.outcome": {"DataType": "String", "StringValue": "omitted-record"}})
+        "broom.outcome": {"DataType": "String", "StringValue": outcome}})
+
+
+UNSEEN = "instances-not-seen"
+
+
+def unseen_alert(record, instance_ids):
+    """(subject, body) of the alert for instances a record names and EC2 does not show."""
+    creator = creator_from_record(record)
+    call = events.field(record, "eventName") or "?"
+    subject = "Broom: %d instance(s) of a %s record in %s could not be seen" % (
+        len(instance_ids), call, text.readable(events.field(record, "awsRegion"), 30))
+    lines = [
+        "EC2 does not show instances this %s record names, after Broom retried for "
+        "minutes: Broom could not check them." % call,
+        "",
+        "Event:          %s at %s" % (text.readable(events.field(record, "eventID")),
+                                      text.readable(events.field(record, "eventTime"))),
+        "By:             %s" % describe_creator(creator),
+        "Identity ARN:   %s" % (text.readable(creator.arn) or "(not recorded)"),
+        "Account:        %s" % text.readable(events.field(record, "recipientAccountId")),
+        "Region:         %s" % text.readable(events.field(record, "awsRegion")),
+        "Instances:      %s" % text.readable(", ".join(instance_ids), 4000),
+        "",
+        "They may have been terminated and forgotten by EC2 already, or the record may "
+        "not be this account's: look them up and check their Code tags by hand.",
+    ]
+    return ascii_subject(subject), "\n".join(lines) + "\n"
+
+
+def alert_unseen(event, policy_data, instance_ids, retry):
+    """Publish the alert naming instances the event's record names and EC2 does not
+    show (``unseen_alert``)."""
+    record = events.cloudtrail_record(event)
+    log.warning("event %s: EC2 does not show %s: alert published",
+                events.field(record, "eventID"), ", ".join(instance_ids))
+    publish_alert(session_for(event, policy_data), policy_data, record, instance_ids, "",
+                  retry, unseen_alert(record, instance_ids), UNSEEN)

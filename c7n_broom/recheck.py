@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 import boto3
 from botocore.exceptions import ClientError
 
-from c7n_broom import events, instances, items, state
+from c7n_broom import events, instances, invocation, items, state
 from c7n_broom.decisions import REPORT_ONLY
 
 log = logging.getLogger("custodian.broom.recheck")
@@ -213,15 +213,22 @@ def schedule(client, key, slim, due, function_arn, retry):
     return name
 
 
+#: What ``schedule_held`` did: the schedule exists; it could not be created for a
+#: reason a retry may not have (throttling, a service error): fail the invocation so
+#: its retry creates it; for good (denied, too large); not in Lambda.
+SCHEDULED, TRANSIENT, FAILED, LOCAL = "scheduled", "transient", "failed", "local"
+
+
 def schedule_held(event, markers, delay, retry, table, policy):
     """Record the holds of held instances (``markers``: instance id -> launch marker)
     and schedule their re-check ``delay`` seconds from now, with the function's own
     credentials (in a hub the policy's session acts in the member account, where the
-    hold is recorded, but the schedule belongs beside the function). Returns what the
-    report says: when they are checked again, or why they are not."""
+    hold is recorded, but the schedule belongs beside the function). Returns (what the
+    report says: when they are checked again, or why they are not; SCHEDULED,
+    TRANSIENT, FAILED or LOCAL)."""
     if not Target.function_arn:
         return ("They are not re-checked automatically (not running in Lambda): "
-                "check them again with broom replay --execute")
+                "check them again with broom replay --execute"), LOCAL
     ids = list(markers)
     due = datetime.fromtimestamp(int(now()) + delay, timezone.utc)
     record = events.cloudtrail_record(event) or {}
@@ -237,19 +244,22 @@ def schedule_held(event, markers, delay, retry, table, policy):
             schedule(client, key, slim_event(event, batch, key), due,
                      Target.function_arn, retry)
     except ClientError as e:
+        code = e.response["Error"]["Code"]
         log.error("re-check of %s NOT scheduled: %s", ", ".join(ids), e)
+        if code in invocation.TRANSIENT:
+            return ("Broom could not schedule their re-check yet (%s): it tries again "
+                    "within minutes" % code), TRANSIENT
         return ("Broom could NOT schedule a re-check (%s): check them by hand, or "
                 "allow scheduler:CreateSchedule on Broom's schedule group %s and "
                 "iam:PassRole on %s to Broom's role" % (
-                    e.response["Error"]["Code"], SCHEDULE_GROUP,
-                    role_arn(Target.function_arn)))
+                    code, SCHEDULE_GROUP, role_arn(Target.function_arn))), FAILED
     except ValueError as e:
         log.error("re-check of %s NOT scheduled: %s", ", ".join(ids), e)
-        return "Broom could NOT schedule a re-check (%s): check them by hand" % e
+        return "Broom could NOT schedule a re-check (%s): check them by hand" % e, FAILED
     return ("Broom checks them again at %s and terminates those that still break the "
             "rule: switch the account to %s (c7n-org var broom_enforcement: %s) or fix "
             "the code list before then to keep them" % (
-                due.strftime("%Y-%m-%dT%H:%M:%SZ"), REPORT_ONLY, REPORT_ONLY))
+                due.strftime("%Y-%m-%dT%H:%M:%SZ"), REPORT_ONLY, REPORT_ONLY)), SCHEDULED
 
 
 def verified(table, event, at=None):

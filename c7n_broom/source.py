@@ -20,6 +20,7 @@ from c7n.query import sources
 from c7n.resources.ec2 import EC2, DescribeEC2
 from c7n.utils import chunks
 
+from c7n_broom import invocation
 from c7n_broom.events import INSTANCE_ID
 from c7n_broom.instances import MALFORMED, UNKNOWN_ID_ERRORS
 
@@ -66,9 +67,10 @@ class ResilientDescribeEC2(DescribeEC2):
                 unknown = [i for i in unknown if i not in malformed]
             if not unknown:
                 break
-            if delay is None:
+            if delay is None or not invocation.affords(delay):
                 log.warning("instances skipped, EC2 does not know them: %s",
                             ", ".join(unknown))
+                invocation.saw_unknown(unknown)  # Broom's handler retries or reports them
                 break
             self.sleep(delay)
             waiting = unknown

@@ -7,8 +7,8 @@ live in one table (default ``broom-state``, in the account and region Broom acts
 =============  ==============================================  =======================
 item ``pk``    what it records                                 written with
 =============  ==============================================  =======================
-``report#``    event E was reported for instance I (policy P)  PutItem, absent or
-                                                               lapsed claim only
+``owe#``       what event E owes under policy P: the reports   UpdateItem, under a
+               and re-checks not done yet (``c7n_broom.owed``) lease
 ``fleet#``     fleet F was reported at T                       PutItem, absent or
                                                                older than the period
 ``count#``     terminations by principal X in a time window    UpdateItem ADD
@@ -37,9 +37,9 @@ import math
 import time
 
 from botocore.exceptions import ClientError
-from c7n.utils import get_retry, local_session
+from c7n.utils import local_session
 
-from c7n_broom import codes, items
+from c7n_broom import codes, invocation, items
 from c7n_broom.instances import DENIED
 
 log = logging.getLogger("custodian.broom.state")
@@ -47,9 +47,6 @@ log = logging.getLogger("custodian.broom.state")
 DEFAULT_TABLE = "broom-state"
 KEY = "pk"
 TTL_ATTRIBUTE = "expires"
-CLAIM_TTL = 2 * 24 * 3600  # EventBridge retries for 24 h, Lambda async for 6 h
-CLAIM_LEASE = 60  # an unconfirmed claim (the invocation died) lapses after this
-PENDING, REPORTED = "pending", "reported"
 
 CHECK_FAILED = "ConditionalCheckFailedException"
 TABLE_MISSING = ("ResourceNotFoundException",)
@@ -73,8 +70,11 @@ class StateTable:
     """
 
     # botocore already retries throttling a few times; this adds a short back-off,
-    # not minutes: state must not hold up the reports.
-    retry = staticmethod(get_retry(BUSY, max_attempts=3))
+    # not minutes, and never past the invocation's deadline: state must not hold up
+    # the reports.
+    @staticmethod
+    def retry(method, **params):
+        return invocation.retry(method, codes=BUSY, max_attempts=3, **params)
 
     def __init__(self, session_factory, region, name=DEFAULT_TABLE, account_id="",
                  clock=time.time):
@@ -135,65 +135,6 @@ class StateTable:
                 "and the termination count is unknown.",
                 self.name, self.region, code, operation, fix)
             return None
-
-    # -- event E reported for instance I ---------------------------------------------
-
-    def claim_report(self, policy, event_id, instance_id):
-        """True if this run should report ``instance_id`` for ``event_id``: nobody
-        reported it, or the claim of a run that died before publishing lapsed (then
-        ``settle`` or ``release`` it), or there is no event (nothing to claim). False
-        only for a recorded report."""
-        if not event_id:
-            return True
-        now = self.clock()
-        try:
-            response = self.call(
-                "PutItem",
-                Item={KEY: _s(_key("report", policy, event_id, instance_id)),
-                      "status": _s(PENDING), "lease": _n(now + CLAIM_LEASE),
-                      TTL_ATTRIBUTE: _n(now + CLAIM_TTL)},
-                ConditionExpression=(
-                    "attribute_not_exists(#pk) OR #expires < :now "
-                    "OR (#status = :pending AND #lease < :now) OR NOT ("  # or not Broom's:
-                    "attribute_type(#status, :S) AND #status IN (:pending, :reported) AND "
-                    "attribute_type(#lease, :N) AND attribute_type(#expires, :N) AND "
-                    "#expires <= :far)"),
-                ExpressionAttributeNames={"#pk": KEY, "#expires": TTL_ATTRIBUTE,
-                                          "#status": "status", "#lease": "lease"},
-                ExpressionAttributeValues={":now": _n(now), ":pending": _s(PENDING),
-                                           ":reported": _s(REPORTED), ":S": _s("S"),
-                                           ":N": _s("N"),
-                                           ":far": _n(now + CLAIM_TTL + items.SKEW)},
-                ReturnValues="ALL_OLD")
-        except ClientError as e:
-            if e.response["Error"]["Code"] != CHECK_FAILED:
-                raise
-            log.info("instance %s was already reported for event %s", instance_id, event_id)
-            return False
-        self.check_replaced(response, now)
-        return True
-
-    def check_replaced(self, response, now):
-        """Warn about an item a conditional write replaced because Broom did not
-        write it (``ReturnValues: ALL_OLD``)."""
-        old = (response or {}).get("Attributes")
-        if old:
-            items.fits(self.name, old, now)
-
-    def settle_reports(self, policy, event_id, instance_ids):
-        """Record claimed reports as published (nothing without an event)."""
-        for instance_id in instance_ids if event_id else ():
-            self.call("UpdateItem",
-                      Key={KEY: _s(_key("report", policy, event_id, instance_id))},
-                      UpdateExpression="SET #status = :reported",
-                      ExpressionAttributeNames={"#status": "status"},
-                      ExpressionAttributeValues={":reported": _s(REPORTED)})
-
-    def release_reports(self, policy, event_id, instance_ids):
-        """Drop claims whose report could not be published: a retry reports them."""
-        for instance_id in instance_ids if event_id else ():
-            self.call("DeleteItem",
-                      Key={KEY: _s(_key("report", policy, event_id, instance_id))})
 
     # -- fleet F reported at T -------------------------------------------------------
 

@@ -14,7 +14,10 @@ from c7n.utils import chunks, local_session, type_schema
 from c7n_broom import (
     codes,
     decisions,
+    events,
     instances,
+    invocation,
+    owed,
     quarantine,
     recheck,
     report,
@@ -28,6 +31,8 @@ from c7n_broom.lambda_check import check_lambda_packaging
 log = logging.getLogger("custodian.broom.terminate")
 
 OUTCOME = "c7n:broom-outcome"
+#: Set on an instance whose termination was throttled: its report waits for the retry.
+DEFERRED = "c7n:broom-deferred"
 DEFAULT_CAP_PERIOD = 3600  # seconds over which max-terminations also counts per principal
 
 
@@ -154,13 +159,15 @@ class SafeTerminate(EventAction, Terminate):
         settings = self.settings()
         creators, unresolved = sweep.creators(resources)
         by_id, table = {r["InstanceId"]: r for r in resources}, state.for_element(self)
+        obligation = None
         if creators:  # a sweep: each instance its own creator, no event to re-check
             settings = dataclasses.replace(settings, unit="one sweep")
             held_note = lambda held: sweep.NEXT_SWEEP  # noqa: E731
-        else:
-            held_note = lambda held: recheck.schedule_held(  # noqa: E731
-                event, {i: instances.launch_marker(by_id[i]) for i in held}, delay,
-                self.manager.retry, table, self.manager.data.get("name"))
+        else:  # an event: what it owes is recorded before acting (c7n_broom.owed)
+            obligation = owed.for_run(self, owed.event_key(event), table)
+            if obligation is not None and obligation.busy:
+                return {}
+            held_note = None
         hold, rechecked = None, set()
         if recheck.is_recheck(event):  # only what a recorded, due hold holds
             hold = recheck.verified(table, event)
@@ -176,7 +183,10 @@ class SafeTerminate(EventAction, Terminate):
             rechecked |= {r["InstanceId"] for r in resources}
         plan = decisions.plan(
             resources, event, self.manager.config.account_id or "", settings,
-            rechecked, self.count, held_note, creators, unresolved)
+            rechecked, lambda principal, n: self.count(principal, n, obligation),
+            held_note, creators, unresolved)
+        if not creators:
+            self.owe(resources, event, plan, obligation, delay, by_id, table)
         for r in resources:
             if not plan[r["InstanceId"]].terminate:
                 r[OUTCOME] = dataclasses.asdict(plan[r["InstanceId"]].outcome)
@@ -190,13 +200,15 @@ class SafeTerminate(EventAction, Terminate):
                 recheck.settle(table, hold)
             return self.quarantine_step(quarantined, settings.cap, doomed,
                                         resources + released, event)
-        outcomes = {}
+        outcomes, self.deferred = {}, set()
         if doomed:
             client = local_session(self.manager.session_factory).client("ec2")
             for batch in chunks(doomed, 100):
                 outcomes.update(self.terminate_batch(client, batch))
             for r in doomed:
                 r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
+                if r["InstanceId"] in self.deferred:
+                    r[DEFERRED] = True  # reported by the retry that terminates it
         if hold:
             recheck.settle(table, hold)
         return {instance_id: o.status for instance_id, o in outcomes.items()}
@@ -221,23 +233,64 @@ class SafeTerminate(EventAction, Terminate):
                 r[OUTCOME] = dataclasses.asdict(outcomes[r["InstanceId"]])
         return {instance_id: o.status for instance_id, o in outcomes.items()}
 
-    def count(self, principal, n):
+    def owe(self, resources, event, plan, obligation, delay, by_id, table):
+        """Record what the event owes (a report for each instance, a re-check for the
+        held ones) before acting, then schedule the re-check of the held ones: a
+        schedule that exists settles their re-check; one refused for a transient
+        reason fails the invocation after the rest was done, so its retry creates it."""
+        record = events.cloudtrail_record(event)
+        config = self.manager.config
+        held = [i for i, d in plan.items() if d.outcome and d.outcome.status == report.HELD]
+        if obligation is not None:
+            obligation.owe({r["InstanceId"]: owed.stored_finding(
+                report.finding(r, record, config.region, config.account_id),
+                plan[r["InstanceId"]]) for r in resources}, held, events.summary(event))
+        if not held:
+            return
+        note, status = recheck.schedule_held(
+            event, {i: instances.launch_marker(by_id[i]) for i in held}, delay,
+            invocation.retry, table, self.manager.data.get("name"))
+        if status == recheck.SCHEDULED and obligation is not None:
+            obligation.settle(rechecks=held)
+        elif status == recheck.TRANSIENT:
+            invocation.retry_later("the re-check of %s could not be scheduled" % ", ".join(held))
+        for instance_id in held:
+            plan[instance_id] = decisions.Decision(False, report.Outcome(
+                report.HELD, "%s. %s" % (plan[instance_id].outcome.detail, note)))
+
+    def count(self, principal, n, obligation=None):
         """Count ``n`` more terminations by ``principal`` in the state table; the total
-        over ``cap-period``, or None when unknown."""
-        return state.for_element(self).add_terminations(
-            self.manager.data.get("name"), principal,
-            self.data.get("cap-period", DEFAULT_CAP_PERIOD), n)
+        over ``cap-period``, or None when unknown. An event is counted once: its
+        redelivery (``obligation`` records what it counted) reads the total instead."""
+        table = state.for_element(self)
+        name, period = self.manager.data.get("name"), self.data.get(
+            "cap-period", DEFAULT_CAP_PERIOD)
+        if obligation is not None and principal in obligation.counted:
+            return table.terminations(name, principal, period)
+        total = table.add_terminations(name, principal, period, n)
+        if obligation is not None and total is not None:
+            obligation.counted[principal] = n
+        return total
 
     def terminate_batch(self, client, batch):
-        """Terminate a batch in one call; on any refusal, instance by instance."""
+        """Terminate a batch in one call; on a refusal, instance by instance. A batch
+        still throttled (or refused by a service error) once the invocation's time for
+        back-off is spent is not split up: its instances stay owed, and the
+        invocation fails after the rest was done, so its retry terminates them."""
         try:
-            response = self.manager.retry(
+            response = invocation.retry(
                 client.terminate_instances, InstanceIds=[i["InstanceId"] for i in batch])
         except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code in invocation.TRANSIENT:
+                ids = [i["InstanceId"] for i in batch]
+                invocation.retry_later("TerminateInstances %s for %s" % (code, ", ".join(ids)))
+                self.deferred.update(ids)
+                return {i: report.Outcome(report.FAILED, "%s: Broom tries again" % code)
+                        for i in ids}
             if len(batch) == 1:
                 return {batch[0]["InstanceId"]: self.terminate_one(client, batch[0], e)}
-            log.warning("batch termination refused (%s): terminating one by one",
-                        e.response["Error"]["Code"])
+            log.warning("batch termination refused (%s): terminating one by one", code)
             result = {}
             for instance in batch:
                 result.update(self.terminate_batch(client, [instance]))
@@ -261,7 +314,7 @@ class SafeTerminate(EventAction, Terminate):
                 "on spot instances (%s)" % code))
         try:
             self.disable_deletion_protection(client, [instance])
-            response = self.manager.retry(client.terminate_instances, InstanceIds=[instance_id])
+            response = invocation.retry(client.terminate_instances, InstanceIds=[instance_id])
         except ClientError as e:
             log.error("instance %s NOT terminated after clearing protection: %s",
                       instance_id, e)

@@ -161,12 +161,16 @@ def spot(aws, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fake_clock(monkeypatch):
+    from c7n_broom import invocation
     from c7n_broom.filters import AllowedCodes
     from c7n_broom.source import ResilientDescribeEC2
     clock = FakeClock()
     monkeypatch.setattr(AllowedCodes, "clock", staticmethod(clock.monotonic))
     monkeypatch.setattr(AllowedCodes, "sleep", staticmethod(clock.sleep))
     monkeypatch.setattr(ResilientDescribeEC2, "sleep", staticmethod(clock.sleep))
+    monkeypatch.setattr(invocation, "sleep", clock.sleep)  # back-off on throttling
+    monkeypatch.setattr(invocation, "clock", clock.monotonic)  # the deadline's clock
+    invocation.start()  # no deadline, nothing owed from another test
     return clock
 
 

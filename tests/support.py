@@ -10,6 +10,7 @@ import io
 import json
 import re
 import unicodedata
+import uuid
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,10 +54,12 @@ def run_instances_event(instance_ids, record="event-cloud-trail-run-instance-cre
                         account=ACCOUNT, region=REGION, tags=None, event_time=None):
     """An EventBridge envelope for a recorded RunInstances record, re-pointed at
     the given instance ids (and request tags, if any), made now (``event_time``:
-    another eventTime): instances launched just before match it."""
+    another eventTime): instances launched just before match it. Each call is a new
+    event (its own eventID); deliver the same envelope again to repeat one."""
     detail = copy.deepcopy(load_record(record) if isinstance(record, str) else record)
     if detail.get("eventName") == "RunInstances":
         detail["eventTime"] = event_time or now_iso()
+        detail["eventID"] = str(uuid.uuid4())  # each call is its own event, as in CloudTrail
     template = detail["responseElements"]["instancesSet"]["items"][0]
     items = []
     for instance_id in instance_ids:
@@ -84,6 +87,7 @@ def tag_event(record, resource_ids, tags):
     detail = copy.deepcopy(load_record(record))
     detail["recipientAccountId"] = ACCOUNT
     detail["awsRegion"] = REGION
+    detail["eventID"] = str(uuid.uuid4())  # each call is its own event
     params = detail["requestParameters"]
     params["resourcesSet"]["items"] = [{"resourceId": i} for i in resource_ids]
     if tags is None:
@@ -610,3 +614,13 @@ def report_validator():
     import jsonschema
     schema = json.loads((REPO / "schemas" / "broom.report-1.json").read_text())
     return jsonschema.Draft202012Validator(schema)
+
+
+#: API operations IAM authorises as another action (SNS PublishBatch is sns:Publish).
+IAM_ACTION_OF = {"sns:PublishBatch": "sns:Publish"}
+
+
+def iam_action(client, operation):
+    """The IAM action that authorises ``operation`` of a botocore ``client``."""
+    name = "%s:%s" % (client.meta.service_model.signing_name, operation)
+    return IAM_ACTION_OF.get(name, name)

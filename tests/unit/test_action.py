@@ -215,7 +215,7 @@ def test_state_table_option_names_the_table(inbox):
     items = boto3.client("dynamodb", region_name=REGION).scan(
         TableName="team-broom-state")["Items"]
     assert [i["pk"]["S"] for i in items] == [
-        "report#broom-ec2-require-code-tag#%s#%s" % (event["detail"]["eventID"], instance)]
+        "owe#broom-ec2-require-code-tag#%s" % event["detail"]["eventID"]]
 
 
 def test_validation_rejects_a_state_table_that_is_not_a_table_name(aws):

@@ -19,7 +19,8 @@ PLUGIN_FILES = {
         "fleets", "handler", "identity", "instances", "lambda_check", "omitted", "principals",
         "quarantine", "recheck", "report", "source", "state", "terminate", "text", "validation",
         "cost", "formats", "mailer", "snapshots",
-        "lookup", "sweep", "items", "securityhub", "metrics")}
+        "lookup", "sweep", "items", "securityhub", "metrics",
+        "invocation", "owed")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
 ALLOWED_ROOTS = {"c7n_broom", "c7n", "boto3", "botocore"} | set(sys.stdlib_module_names)
 

@@ -66,7 +66,8 @@ def test_replay_reads_gzipped_cloudtrail_log_files(aws, event_file):
 
 def test_replay_accepts_eventbridge_events_and_vars(aws, event_file):
     [ok_here] = launch(tags={"Code": "TEAM"})
-    path = event_file([ok_here], wrap=lambda record: {"detail-type": "x", "detail": record})
+    # The event EventBridge delivers; a made-up envelope is refused as Lambda refuses it.
+    path = event_file([ok_here], wrap=lambda record: run_instances_event([ok_here]))
     result = invoke("replay", POLICY, path, "--var", "broom_codes=TEAM")
     assert result.exit_code == 0, result.output
     assert "no instance breaks the rule" in result.output

@@ -282,8 +282,8 @@ def test_one_report_for_a_fleet_launch_named_by_both_its_records(inbox, state_ta
 
 
 def test_a_plain_run_instances_record_keeps_one_report_per_event():
-    assert events.report_key(run_instances_event([A])["detail"]) == (
-        run_instances_event([A])["detail"]["eventID"])
+    record = run_instances_event([A])["detail"]
+    assert events.report_key(record) == record["eventID"]
     assert events.report_key(create_fleet_event([[A]])["detail"]) == "fleet-launch"
 
 

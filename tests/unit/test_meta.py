@@ -18,6 +18,7 @@ from support import (
     REGION,
     REPO,
     create_tags,
+    iam_action,
     launch,
     load_policy,
     policy_file,
@@ -113,7 +114,7 @@ class ApiCalls:
     def __call__(self, original):
         def make_api_call(client, operation, params):
             if self.on:
-                self.made.add("%s:%s" % (client.meta.service_model.signing_name, operation))
+                self.made.add(iam_action(client, operation))
             return original(client, operation, params)
         return make_api_call
 

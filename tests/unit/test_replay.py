@@ -123,7 +123,7 @@ def test_a_dry_run_deletes_no_message(inbox, queue):
 def test_a_message_that_is_not_an_event_is_skipped_and_kept(inbox, queue):
     queue.send({"hello": "world"})
     result = invoke("replay", POLICY, "sqs://" + QUEUE, "--execute")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the queue is not drained
     assert "skipped sqs://%s message" % QUEUE in result.stderr
     assert "1 input(s) skipped" in result.output
     assert len(queue.bodies()) == 1
@@ -286,5 +286,6 @@ def test_a_missing_file_is_a_usage_error(aws, tmp_path):
 def test_records_of_another_account_are_skipped(aws, files):
     path = files("a.json", record(["i-0123456789abcdef0"], account="999999999999"))
     result = invoke("replay", POLICY, path)
-    assert "skipped: the record is from account 999999999999" in result.output
+    assert result.exit_code == 1
+    assert "refused: the record is from account 999999999999" in result.output
     assert ACCOUNT in result.output

@@ -280,7 +280,7 @@ def refuse_first(monkeypatch):
 
 
 def test_throttled_report_is_retried(inbox, refuse_first):
-    refused = refuse_first("Publish", "Throttled", times=2)
+    refused = refuse_first("PublishBatch", "Throttled", times=2)
     [untagged] = launch()
     main_policy().push(run_instances_event([untagged]))
     assert len(refused) == 2
@@ -316,7 +316,7 @@ def test_without_the_state_table_reports_are_sent_and_a_warning_says_to_create_i
         report_only_policy().push(event)
     assert len(inbox.emails()) == 2  # no repeat suppression without the table
     assert "state table broom-state in us-east-1 cannot be used " \
-           "(ResourceNotFoundException on PutItem): create it" in warning
+           "(ResourceNotFoundException on UpdateItem): create it" in warning
 
 
 @pytest.fixture
@@ -344,7 +344,7 @@ def test_a_denied_state_table_reports_and_names_the_permission(inbox, state_tabl
     assert len(inbox.emails()) == 2
     warnings = state_warnings(caplog)
     assert len(warnings) == 2  # one per run
-    assert ("allow dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/"
+    assert ("allow dynamodb:UpdateItem on arn:aws:dynamodb:us-east-1:123456789012:table/"
             "broom-state to Broom's role") in warnings[0]
 
 

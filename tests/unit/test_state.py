@@ -8,7 +8,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from c7n.credentials import SessionFactory
 
-from c7n_broom import state
+from c7n_broom import owed, state
 from c7n_broom.actions import CreatorReport
 
 from support import ACCOUNT, REGION
@@ -60,43 +60,7 @@ def calls(monkeypatch):
     return made
 
 
-# -- event E reported for instance I: claimed once ------------------------------------
-
-def test_an_event_is_claimed_once_per_instance_and_policy(broom):
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-    assert not broom.claim_report(POLICY, EVENT, "i-1")
-    assert broom.claim_report(POLICY, EVENT, "i-2")
-    assert broom.claim_report(POLICY, "another-event", "i-1")
-    assert broom.claim_report("another-policy", EVENT, "i-1")
-
-
-def test_a_settled_claim_holds_until_it_expires(broom, clock):
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-    broom.settle_reports(POLICY, EVENT, ["i-1"])
-    clock.now += state.CLAIM_LEASE + 1
-    assert not broom.claim_report(POLICY, EVENT, "i-1")
-    [item] = items().values()
-    assert item["status"]["S"] == "reported"
-    assert int(item["expires"]["N"]) == int(clock.now) - state.CLAIM_LEASE - 1 + (
-        state.CLAIM_TTL)
-    clock.now += state.CLAIM_TTL  # lapsed; DynamoDB's TTL may not have deleted it yet
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-
-
-def test_the_claim_of_a_run_that_died_before_publishing_lapses(broom, clock):
-    """Never silence: a claim nobody settled is taken over after the lease."""
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-    clock.now += state.CLAIM_LEASE - 1
-    assert not broom.claim_report(POLICY, EVENT, "i-1")  # a concurrent duplicate
-    clock.now += 2
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-
-
-def test_a_released_claim_can_be_claimed_again(broom):
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-    broom.release_reports(POLICY, EVENT, ["i-1"])
-    assert broom.claim_report(POLICY, EVENT, "i-1")
-
+# -- what event E owes: c7n_broom.owed, tests/unit/test_owed.py ----------------------
 
 # -- fleet F reported at T: at most once a period -------------------------------------
 
@@ -177,17 +141,16 @@ def test_the_counter_makes_one_write_and_one_read(broom, calls):
 def test_a_missing_table_suppresses_nothing_and_warns_once(aws, clock, caplog, calls):
     broom = table(clock)
     with caplog.at_level(logging.WARNING, logger="custodian.broom.state"):
-        assert broom.claim_report(POLICY, EVENT, "i-1")
-        assert broom.claim_report(POLICY, EVENT, "i-1")
+        assert owed.begin(broom, POLICY, EVENT) is None  # nothing recorded: all reported
+        assert owed.begin(broom, POLICY, EVENT) is None
         assert broom.claim_fleet(POLICY, ASG, 3600)[0]
         assert broom.claim_fleet(POLICY, ASG, 3600)[0]
-        broom.settle_reports(POLICY, EVENT, ["i-1"])
         assert broom.add_terminations(POLICY, ALICE, 3600, 1) is None
         assert broom.terminations(POLICY, ALICE, 3600) is None
     [warning] = [r for r in caplog.records if r.name == "custodian.broom.state"]
     assert "broom-state" in warning.getMessage()
     assert "ResourceNotFoundException" in warning.getMessage()
-    assert calls == ["PutItem"]  # the first failure stops the others
+    assert calls == ["UpdateItem"]  # the first failure stops the others
 
 
 def test_a_missing_table_leaves_the_counter_unknown(aws, clock):
@@ -223,24 +186,24 @@ def test_an_unexpected_error_is_logged_and_suppresses_nothing(broom, dynamodb_er
     terminated instances: their reports would be lost."""
     dynamodb_error.append("ValidationException")
     with caplog.at_level(logging.WARNING, logger="custodian.broom.state"):
-        assert broom.claim_report(POLICY, EVENT, "i-1")
+        assert owed.begin(broom, POLICY, EVENT) is None
         assert broom.claim_fleet(POLICY, ASG, 3600)[0]
         assert broom.add_terminations(POLICY, ALICE, 3600, 1) is None
     [record] = caplog.records
     assert record.levelname == "ERROR"
-    assert "unexpected error on PutItem" in record.getMessage()
+    assert "unexpected error on UpdateItem" in record.getMessage()
     assert "ValidationException" in record.getMessage()
 
 
 # -- what creator-report declares -----------------------------------------------------
 
 def test_report_permissions_cover_the_table_calls_a_report_makes(broom, calls):
-    broom.claim_report(POLICY, EVENT, "i-1")
-    broom.settle_reports(POLICY, EVENT, ["i-1"])
-    broom.release_reports(POLICY, EVENT, ["i-1"])
+    obligation = owed.begin(broom, POLICY, EVENT)
+    obligation.owe({"i-1": {"decision": owed.TERMINATE}})
+    obligation.settle(reports=["i-1"], release=True)
     _, when = broom.claim_fleet(POLICY, ASG, 60)
     broom.release_fleet(POLICY, ASG, when)
-    assert {"dynamodb:%s" % c for c in calls} == set(state.REPORT_PERMISSIONS)
+    assert {"dynamodb:%s" % c for c in calls} <= set(state.REPORT_PERMISSIONS)
     assert set(state.REPORT_PERMISSIONS) <= set(CreatorReport.permissions)
     assert not {"ec2:CreateTags", "autoscaling:DescribeTags",
                 "autoscaling:CreateOrUpdateTags"} & set(CreatorReport.permissions)

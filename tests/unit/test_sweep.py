@@ -20,6 +20,7 @@ from support import (
     ACCOUNT,
     REGION,
     Inbox,
+    iam_action,
     in_lookup_order,
     launch,
     load_policy,
@@ -374,7 +375,7 @@ def test_a_failed_publish_fails_the_run_after_terminating_and_reports_again_next
     original = BaseClient._make_api_call
 
     def refuse_publish(client, operation, params):
-        if operation == "Publish":
+        if operation == "PublishBatch":
             raise ClientError({"Error": {"Code": "AuthorizationError", "Message": "no"}},
                               operation)
         return original(client, operation, params)
@@ -571,7 +572,7 @@ def test_every_call_a_sweep_makes_is_a_permission_its_policy_declares(
     original = BaseClient._make_api_call
 
     def record(client, operation, params):
-        made.add("%s:%s" % (client.meta.service_model.signing_name, operation))
+        made.add(iam_action(client, operation))
         return original(client, operation, params)
     monkeypatch.setattr(BaseClient, "_make_api_call", record)
     trail.launched(broken(violators))
