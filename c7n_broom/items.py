@@ -1,15 +1,15 @@
 """The shape of every item Broom writes in its state table, checked where it is read.
 
 Only Broom's roles may write the table (its resource policy and ``broom scp``), but
-an item that does not have the shape Broom writes - a counter that is a string, a
-report claim with an unknown status, an expiry years away, a sweep's creator that
+an item that does not have the shape Broom writes - a counter that is a string, an
+obligation whose reports are not instance ids, an expiry years away, a sweep's creator that
 is not an attribution - did not come from Broom. Such an item is treated as absent,
 after one warning line: it never crashes a run, never silences a report, never holds
 or exempts anyone.
 
 ``problem(item, now)`` is pure (no AWS calls): it says why a raw DynamoDB item (as
 GetItem returns it) does not fit, or None. The writes that replace an item in one
-conditional call (report and fleet claims, counters) express the same rules in their
+conditional call (obligations' leases, fleet claims, counters) express the same rules in their
 ``ConditionExpression``; tests hold the two equal.
 """
 import json
@@ -32,7 +32,13 @@ COUNT_LIMIT = 10 ** 6
 HOLD_DELAY_LIMIT = 7 * 24 * 3600
 HOLD_TTL = 2 * 24 * 3600
 HOLD_STATUSES = ("held", "settled")
-REPORT_STATUSES = ("pending", "reported")
+#: An obligation is kept 15 days (c7n_broom.owed.OBLIGATION_TTL); a Lambda invocation
+#: runs 15 minutes at most, so no lease Broom takes ends later than that from now.
+OBLIGATION_TTL = 15 * 24 * 3600
+LEASE_LIMIT = 15 * 60
+#: A quarantine lasts its terminate-after plus keep-snapshots: three years is absurd.
+QUARANTINE_LIMIT = 3 * 366 * 24 * 3600
+QUARANTINE_INDEX_TTL = 400 * 24 * 3600
 
 
 def kind(item):
@@ -93,14 +99,30 @@ def _expiry(item, now, lifetime):
     return None
 
 
-def _report(item, now):
-    status = string(item, "status")
-    if status not in REPORT_STATUSES:
-        return "status is not one of %s" % ", ".join(REPORT_STATUSES)
-    if number(item, "lease") is None:
-        return "lease is not a number"
-    from c7n_broom.state import CLAIM_TTL  # the modules that write them import this one
-    return _expiry(item, now, CLAIM_TTL)
+def instance_ids(item, name):
+    """An SS attribute of instance ids, as a set; None when absent or not that."""
+    value = item.get(name) if isinstance(item, dict) else None
+    if not isinstance(value, dict) or set(value) != {"SS"} or not isinstance(value["SS"], list):
+        return None
+    found = value["SS"]
+    if not all(isinstance(i, str) and INSTANCE_ID.fullmatch(i) for i in found):
+        return None
+    return set(found)
+
+
+def _owe(item, now):
+    for name in ("reports", "rechecks"):
+        if name in item and instance_ids(item, name) is None:
+            return "%s is not a set of instance ids" % name
+    for name in ("findings", "counted"):
+        if name in item and json_object(item, name) is None:
+            return "%s is not a JSON object" % name
+    lease = number(item, "lease")
+    if lease is None or lease > now + LEASE_LIMIT + SKEW:
+        return "lease is not a time within %ds" % LEASE_LIMIT
+    if "attempts" in item and integer(item, "attempts") is None:
+        return "attempts is not a whole number"
+    return _expiry(item, now, OBLIGATION_TTL)
 
 
 def _fleet(item, now):
@@ -184,7 +206,29 @@ def _hold(item, now):
     return None
 
 
-SHAPES = {"report": _report, "fleet": _fleet, "count": _count, "sweep": _sweep,
+def _quarantine(item, now):
+    record = json_object(item, "record")
+    if record is None:
+        return "record is not a JSON object"
+    instance_id = record.get("instance_id")
+    key = string(item, "pk") or ""
+    if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id) \
+            or not key.endswith("#" + instance_id):
+        return "record names no instance id, or not its key's"
+    from c7n_broom.quarantine import STEPS  # it imports this module's readers
+    if record.get("step") not in STEPS:
+        return "step is not one of %s" % ", ".join(STEPS)
+    return _expiry(item, now, QUARANTINE_LIMIT)
+
+
+def _quarantine_index(item, now):
+    if instance_ids(item, "ids") is None:
+        return "ids is not a set of instance ids"
+    return _expiry(item, now, QUARANTINE_INDEX_TTL)
+
+
+SHAPES = {"owe": _owe, "quarantine": _quarantine, "quarantine-index": _quarantine_index,
+          "fleet": _fleet, "count": _count, "sweep": _sweep,
           "sweep-fleet": _sweep_fleet, "hold": _hold}
 
 

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from c7n_broom import events, invocation, recheck, report
+from c7n_broom import events, invocation, items, recheck, report
+from c7n_broom.items import OBLIGATION_TTL
 from c7n_broom.state import CHECK_FAILED, KEY, TTL_ATTRIBUTE, _key, _n, _s
 
 log = logging.getLogger("custodian.broom.owed")
 
-#: An unsettled obligation is kept this long (Lambda retries for up to 6 h, the
-#: dead-letter queue keeps messages up to 14 days).
-OBLIGATION_TTL = 15 * 24 * 3600
+#: An unsettled obligation is kept OBLIGATION_TTL (15 days: Lambda retries for up to
+#: 6 h, the dead-letter queue keeps messages up to 14 days).
 #: What the stored findings of one event may take (DynamoDB items hold 400 KB).
 FINDINGS_BUDGET = 300 * 1024
 #: The decision recorded for an instance Broom set out to terminate.
@@ -171,11 +171,16 @@ def begin(table, policy, event_key):
             "UpdateItem", Key={KEY: _s(obligation.key)},
             UpdateExpression=("SET #lease = :lease, #created = if_not_exists(#created, :now), "
                               "#expires = if_not_exists(#expires, :expires) ADD #attempts :one"),
-            ConditionExpression="attribute_not_exists(#pk) OR #lease <= :now",
+            # a lease no invocation of Broom's takes (too far, not a number) is not
+            # Broom's: taken over, like a lapsed one
+            ConditionExpression=("attribute_not_exists(#pk) OR #lease <= :now OR "
+                                 "#lease > :far OR NOT attribute_type(#lease, :N)"),
             ExpressionAttributeNames={"#pk": KEY, "#lease": "lease", "#created": "created",
                                       "#expires": TTL_ATTRIBUTE, "#attempts": "attempts"},
             ExpressionAttributeValues={":lease": _n(lease), ":now": _n(now), ":one": _n(1),
-                                       ":expires": _n(now + OBLIGATION_TTL)},
+                                       ":expires": _n(now + OBLIGATION_TTL),
+                                       ":far": _n(now + items.LEASE_LIMIT + items.SKEW),
+                                       ":N": _s("N")},
             ReturnValues="ALL_NEW")
     except ClientError as e:
         if e.response["Error"]["Code"] != CHECK_FAILED:
@@ -186,6 +191,11 @@ def begin(table, policy, event_key):
     if response is None:
         return None
     item = response.get("Attributes") or {}
+    if not items.fits(table.name, item, now):  # not Broom's: start the event afresh
+        item = {}
+        table.call("PutItem", Item={KEY: _s(obligation.key), "lease": _n(lease),
+                                    "created": _n(now), "attempts": _n(1),
+                                    TTL_ATTRIBUTE: _n(now + OBLIGATION_TTL)})
     obligation.reports = set(item.get("reports", {}).get("SS", ()))
     obligation.rechecks = set(item.get("rechecks", {}).get("SS", ()))
     obligation.findings = _json(item, "findings")

@@ -136,6 +136,13 @@ class StateTable:
                 self.name, self.region, code, operation, fix)
             return None
 
+    def check_replaced(self, response, now):
+        """Warn about an item a conditional write replaced because Broom did not
+        write it (``ReturnValues: ALL_OLD``)."""
+        old = (response or {}).get("Attributes")
+        if old:
+            items.fits(self.name, old, now)
+
     # -- fleet F reported at T -------------------------------------------------------
 
     def claim_fleet(self, policy, fleet, period):

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from c7n.credentials import SessionFactory
 
-from c7n_broom import items, state, sweep
+from c7n_broom import items, owed, quarantine, state, sweep
 
 from support import (
     ACCOUNT,
@@ -20,6 +20,7 @@ from support import (
 )
 
 POLICY = "ec2-require-code-tag"
+INSTANCE = "i-0123456789abcdef0"
 NOW = 1_800_000_000
 
 
@@ -58,8 +59,11 @@ def counter(count, window=3600, index=NOW // 3600):
 
 @pytest.mark.parametrize("item", [
     counter(N(3)),
-    {"pk": S("report#p#e#i-1"), "status": S("pending"), "lease": N(NOW + 60),
-     "expires": N(NOW + state.CLAIM_TTL)},
+    {"pk": S("owe#p#e"), "lease": N(NOW + 60), "created": N(NOW), "attempts": N(2),
+     "reports": {"SS": ["i-0123456789abcdef0"]}, "findings": S("{}"), "counted": S("{}"),
+     "summary": S("RunInstances"), "expires": N(NOW + items.OBLIGATION_TTL)},
+    {"pk": S("quarantine-index#a#r"), "ids": {"SS": ["i-0123456789abcdef0"]},
+     "expires": N(NOW + items.QUARANTINE_INDEX_TTL)},
     {"pk": S("fleet#p#a#r#asg#web"), "reported": N(NOW), "expires": N(NOW + 3600)},
     {"pk": S("sweep#p#a#r#i-1"), "expires": N(NOW + sweep.CACHE_TTL), "reported": N(NOW),
      "attribution": S(json.dumps({"status": "found", "creator": {"name": "alice"}}))},
@@ -70,15 +74,31 @@ def test_items_broom_writes_fit(item):
     assert items.problem(item, NOW) is None
 
 
+def test_a_quarantine_record_as_broom_writes_it_fits():
+    record = quarantine.Record(INSTANCE, NOW, NOW + 86400, NOW + 7 * 86400, quarantine.NOTICE,
+                               NOW, POLICY, "RunInstances", allowed=("LOL",))
+    key = quarantine.record_key("111111111111", "us-east-1", INSTANCE)
+
+    assert items.problem(record.as_item(key, NOW + 37 * 86400), NOW) is None
+
+
 @pytest.mark.parametrize("item, why", [
     (counter(S("3")), "count is not a whole number"),
     (counter(N(-50)), "count is not a whole number"),
     (counter(N("2.5")), "count is not a whole number"),
     (dict(counter(N(1)), expires=N(NOW + 10 ** 8)), "not the end of the window"),
-    ({"pk": S("report#p#e#i-1"), "status": S("done"), "lease": N(1), "expires": N(NOW + 9)},
-     "status is not one of pending, reported"),
-    ({"pk": S("report#p#e#i-1"), "status": S("reported"), "lease": N(1),
-      "expires": N(NOW + 10 * 365 * 86400)}, "more than"),
+    ({"pk": S("owe#p#e"), "lease": N(1), "reports": {"SS": ["alice"]}, "expires": N(NOW + 9)},
+     "reports is not a set of instance ids"),
+    ({"pk": S("owe#p#e"), "lease": S("0"), "expires": N(NOW + 9)}, "lease is not a time"),
+    ({"pk": S("owe#p#e"), "lease": N(1), "findings": S("[]"), "expires": N(NOW + 9)},
+     "findings is not a JSON object"),
+    ({"pk": S("owe#p#e"), "lease": N(1), "expires": N(NOW + 10 * 365 * 86400)}, "more than"),
+    ({"pk": S("quarantine#a#r#i-0123456789abcdef0"), "expires": N(NOW + 9),
+      "record": S(json.dumps({"instance_id": "i-0123456789abcdef1", "step": "notice"}))},
+     "not its key's"),
+    ({"pk": S("quarantine#a#r#i-0123456789abcdef0"), "expires": N(NOW + 9),
+      "record": S(json.dumps({"instance_id": "i-0123456789abcdef0", "step": "gone"}))},
+     "step is not one of"),
     ({"pk": S("fleet#p#a#r#asg#web"), "reported": N(NOW + 86400), "expires": N(NOW + 90000)},
      "in the future"),
     ({"pk": S("sweep#p#a#r#i-1"), "expires": N(NOW + 10),
@@ -117,21 +137,41 @@ def test_a_negative_counter_does_not_lift_the_cap(state_table, caplog):
     assert len(warnings(caplog)) == 1
 
 
-def test_a_forged_report_claim_does_not_silence_the_report(state_table, caplog):
-    key = "report#%s#event-1#i-0123456789abcdef0" % POLICY
-    put(pk=S(key), status=S("reported"), lease=N(0), expires=N(NOW + 10 * 365 * 86400))
+def test_a_forged_obligation_does_not_silence_the_report(state_table, caplog):
+    """Written as if the event's report had been sent (the instance recorded, no
+    report owed), but kept ten years: not Broom's, so the event starts afresh."""
+    key = "owe#%s#event-1" % POLICY
+    put(pk=S(key), lease=N(0), findings=S(json.dumps({INSTANCE: {"decision": "terminate"}})),
+        expires=N(NOW + 10 * 365 * 86400))
 
-    assert table().claim_report(POLICY, "event-1", "i-0123456789abcdef0") is True
+    obligation = owed.begin(table(), POLICY, "event-1")
+
+    assert not obligation.busy and not obligation.recorded(INSTANCE)
     [warning] = warnings(caplog)
     assert key in warning and "more than" in warning
 
 
-def test_a_report_claim_broom_wrote_still_suppresses_the_repeat(state_table):
-    broom = table()
-    assert broom.claim_report(POLICY, "event-1", "i-0123456789abcdef0") is True
-    broom.settle_reports(POLICY, "event-1", ["i-0123456789abcdef0"])
+def test_a_forged_lease_does_not_keep_the_event_busy(state_table, caplog):
+    """A lease no invocation takes (a year away) would leave every delivery of the
+    event to a run that never comes."""
+    put(pk=S("owe#%s#event-1" % POLICY), lease=N(NOW + 365 * 86400), expires=N(NOW + 3600),
+        reports={"SS": [INSTANCE]})
 
-    assert broom.claim_report(POLICY, "event-1", "i-0123456789abcdef0") is False
+    obligation = owed.begin(table(), POLICY, "event-1")
+
+    assert not obligation.busy
+    assert obligation.owe({INSTANCE: {"decision": "terminate"}})  # it holds the lease now
+
+
+def test_an_obligation_broom_wrote_still_suppresses_the_repeat(state_table):
+    broom = table()
+    first = owed.begin(broom, POLICY, "event-1")
+    assert first.owe({INSTANCE: {"decision": "terminate"}})
+    assert first.settle(reports=[INSTANCE], release=True)
+
+    again = owed.begin(broom, POLICY, "event-1")
+
+    assert again.recorded(INSTANCE) and not again.owes_report(INSTANCE)
 
 
 def test_a_fleet_reported_in_the_future_is_not_throttled(state_table, caplog):
