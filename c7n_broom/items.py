@@ -99,21 +99,19 @@ def _expiry(item, now, lifetime):
     return None
 
 
-def instance_ids(item, name):
-    """An SS attribute of instance ids, as a set; None when absent or not that."""
+def string_set(item, name):
+    """An SS attribute's values, as a set; None when absent or of another type."""
     value = item.get(name) if isinstance(item, dict) else None
     if not isinstance(value, dict) or set(value) != {"SS"} or not isinstance(value["SS"], list):
         return None
     found = value["SS"]
-    if not all(isinstance(i, str) and INSTANCE_ID.fullmatch(i) for i in found):
-        return None
-    return set(found)
+    return set(found) if all(isinstance(i, str) for i in found) else None
 
 
 def _owe(item, now):
     for name in ("reports", "rechecks"):
-        if name in item and instance_ids(item, name) is None:
-            return "%s is not a set of instance ids" % name
+        if name in item and string_set(item, name) is None:
+            return "%s is not a string set" % name
     for name in ("findings", "counted"):
         if name in item and json_object(item, name) is None:
             return "%s is not a JSON object" % name
@@ -222,8 +220,8 @@ def _quarantine(item, now):
 
 
 def _quarantine_index(item, now):
-    if instance_ids(item, "ids") is None:
-        return "ids is not a set of instance ids"
+    if string_set(item, "ids") is None:
+        return "ids is not a string set"
     return _expiry(item, now, QUARANTINE_INDEX_TTL)
 
 
