@@ -23,7 +23,6 @@ from c7n_broom import (
     lookup,
     metrics,
     owed,
-    recheck,
     report,
     state,
     sweep,
