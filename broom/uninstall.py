@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from c7n_broom.recheck import SCHEDULE_PREFIX
+
 log = logging.getLogger("custodian.broom.uninstall")
 
 #: Modes c7n deploys as a function behind an EventBridge rule named like it.
 RULE_MODES = ("cloudtrail", "periodic", "ec2-instance-state", "asg-instance-state",
               "guard-duty", "phd")
-SCHEDULE_PREFIX = "broom-recheck-"
 NOT_FOUND = ("ResourceNotFoundException",)
 
 

@@ -129,6 +129,8 @@ def run(event, context):
     unseen = invocation.unseen()
     if unseen:
         account_for_unseen(event, unseen)
+    metrics.count(metrics.function_policy(policy_data()), metrics.OWED,
+                  len(invocation.pending()))
     invocation.check()  # what is still owed fails the invocation: Lambda retries it
     return result
 

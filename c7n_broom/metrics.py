@@ -17,7 +17,10 @@ Namespace ``Broom``; every metric is a count (``Unit: Count``), summed per perio
   Outcome=terminated);
 - ``RefusedEvents`` (Policy): events the handler refused (malformed, or not AWS's
   record of a subscribed call);
-- ``ReportFailures`` (Policy): reports that could not be published.
+- ``ReportFailures`` (Policy): reports that could not be published;
+- ``Owed`` (Policy): what an invocation left owed for its retry (a termination
+  throttled, a re-check not scheduled, ids EC2 did not show yet: c7n_broom.owed),
+  counted as it fails for Lambda to retry it.
 
 Outside Lambda (``custodian run`` on a laptop, unit tests) nothing is written unless
 ``BROOM_METRICS=emf`` is set; ``BROOM_METRICS=off`` silences it in Lambda too.
@@ -29,7 +32,7 @@ import time
 
 NAMESPACE = "Broom"
 JUDGED, VIOLATIONS = "Judged", "Violations"
-REFUSED, REPORT_FAILURES = "RefusedEvents", "ReportFailures"
+REFUSED, REPORT_FAILURES, OWED = "RefusedEvents", "ReportFailures", "Owed"
 
 
 def enabled(environ=os.environ):

@@ -164,9 +164,13 @@ def batches(event, instance_ids):
     return result
 
 
+#: Every re-check schedule's name starts so (``broom uninstall`` finds them by it).
+SCHEDULE_PREFIX = "broom-recheck-"
+
+
 def schedule_name(key):
     """A schedule name unique to a hold: a repeated delivery finds it taken."""
-    return "broom-recheck-%s" % hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    return SCHEDULE_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
 
 
 def role_arn(function_arn):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from c7n_broom import handler, metrics
+from c7n_broom import handler, invocation, metrics
 
 from support import (
     launch,
@@ -81,6 +81,17 @@ def test_a_failed_report_is_counted(aws, emitted):
         load_policy(data).push(run_instances_event([instance]))
 
     assert values(emitted(), "ReportFailures") == {("broom-ec2-require-code-tag", None): 1}
+
+
+def test_an_invocation_leaving_something_owed_is_counted(
+        inbox, state_table, deployed, emitted, fake_clock):
+    """An id EC2 does not show yet fails a fresh invocation for Lambda to retry."""
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    deployed(data)
+    with pytest.raises(invocation.RetryLater):
+        handler.run(run_instances_event(["i-0123456789abcdef0"]), None)
+
+    assert values(emitted(), "Owed") == {("broom-ec2-require-code-tag", None): 1}
 
 
 def test_nothing_is_written_outside_lambda_unless_asked():
