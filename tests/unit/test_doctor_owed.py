@@ -79,6 +79,14 @@ def test_doctor_lists_them_after_the_table_check(inbox, state_table, publish_fai
     [data] = policy_file("ec2-tags.yml")["policies"]
     lines = [c.line() for c in doctor.run(boto3.Session(region_name=REGION),
                                           "123456789012", [load_policy(data)])]
-    table = lines.index("ok   table broom-state: exists, TTL on 'expires'")
+    table = lines.index("ok   table broom-state: exists, TTL on 'expires', only Broom's "
+                        "roles write items")
     assert lines[table + 1].startswith("FAIL table broom-state: policy ")
     assert "the report of %s" % instance in lines[table + 1]
+
+
+def test_a_missing_table_is_said_once(aws):
+    """The table's own line says it is missing; listing what it owes adds nothing."""
+    session = boto3.Session(region_name=REGION)
+    assert doctor.check_obligations(session, "broom-state") == []
+    assert doctor.check_table(session, "broom-state").detail.startswith("missing")

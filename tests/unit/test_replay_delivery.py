@@ -1,7 +1,7 @@
 """`broom replay` delivers what is owed: a message stays in the dead-letter queue until
 its event was handled, whatever the run left for later (mock_aws, error injection)."""
 import json
-from datetime import datetime, timezone
+import time
 
 import boto3
 import pytest
@@ -13,10 +13,21 @@ import broom.replay
 from broom.cli import cli
 from c7n_broom import recheck
 
-from support import REGION, REPO, launch, run_instances_event, states
+from support import (
+    ACCOUNT,
+    REGION,
+    REPO,
+    launch,
+    load_policy,
+    policy_file,
+    run_instances_event,
+    states,
+)
 
 POLICY = str(REPO / "policies" / "ec2-tags.yml")
 QUEUE = "broom-dead-letters"
+FUNCTION_ARN = "arn:aws:lambda:%s:%s:function:custodian-broom-ec2-require-code-tag" % (
+    REGION, ACCOUNT)
 
 
 @pytest.fixture
@@ -79,13 +90,26 @@ def test_a_message_whose_run_left_a_termination_owed_stays_in_the_queue(
     assert queue.bodies() == []
 
 
-def test_a_dead_lettered_re_check_stays_a_re_check(inbox, queue, fake_clock):
+def test_a_dead_lettered_re_check_stays_a_re_check(inbox, queue, state_table, monkeypatch):
     """Before: the drain kept only the record and wrapped it anew, dropping Broom's
     re-check marker: the held instances were held again instead of re-checked."""
+    monkeypatch.setattr(recheck.Target, "function_arn", FUNCTION_ARN)
+    boto3.client("scheduler", region_name=REGION).create_schedule_group(
+        Name=recheck.SCHEDULE_GROUP)
     ids = launch(count=21, tags={"Code": "NOPE"})
-    due = datetime(2026, 1, 5, 11, 0, tzinfo=timezone.utc)
-    queue.send(recheck.slim_event(run_instances_event(ids), ids, due))
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    load_policy(data).push(run_instances_event(ids))  # over the cap: held, re-check due
+    assert set(states(ids).values()) == {"running"}
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    [schedule] = scheduler.list_schedules()["Schedules"]
+    payload = json.loads(scheduler.get_schedule(
+        Name=schedule["Name"], GroupName=schedule["GroupName"])["Target"]["Input"])
+    start = time.time()
+    monkeypatch.setattr(recheck, "now", lambda: start + 3600)  # the hold is due
+
+    queue.send(payload)
     result = invoke("replay", POLICY, "sqs://" + QUEUE, "--execute")
+
     assert result.exit_code == 0, result.output
     assert set(states(ids).values()) == {"terminated"}
     assert queue.bodies() == []
