@@ -201,17 +201,18 @@ NEEDED_FOR = {
     "dynamodb:UpdateItem": ("capped", "launches over the principal's cap held"),
     "scheduler:CreateSchedule": ("capped", "held instances' re-check scheduled"),
     "iam:PassRole": ("capped", "held instances' re-check scheduled"),  # once moto checks it
+    # the hold is recorded (recheck.record_hold) before its re-check is scheduled
+    "dynamodb:PutItem": ("capped", "held instances' re-check scheduled"),
     "securityhub:BatchImportFindings": ("launch", "violators filed in Security Hub"),
 }
 
 
 #: Permissions no scenario of the job shows needed yet. Since obligations (UpdateItem)
-#: keep an event's reports, PutItem and DeleteItem serve only the fleet report period
-#: (state.claim_fleet, release_fleet): a relaunch loop reported once per period, a
-#: refused fleet report's slot given back.
-NOT_SHOWN = {action: "only the fleet report period needs it, and no scenario here "
-                     "repeats a fleet's report: add one to Run"
-             for action in ("dynamodb:PutItem", "dynamodb:DeleteItem")}
+#: keep an event's reports, DeleteItem serves the launch policy only to give a refused
+#: fleet report's slot back (state.release_fleet), and the quarantine of the sweep.
+NOT_SHOWN = {"dynamodb:DeleteItem": "only a refused fleet report (and the sweep's "
+                                    "quarantine) needs it, and no scenario here has one: "
+                                    "add one to Run"}
 
 #: Permissions of APIs moto does not serve: no job on moto can show them needed.
 NOT_SERVED = {"pricing:GetProducts": "moto serves no Price List API: without it a report "
