@@ -112,29 +112,41 @@ def run(event, context):
         return None
     # read once, at the edge: every later stage reads this record (c7n_broom.launch)
     record = launch.remember(event, launch.parse(event, subscriptions()))
-    # trust
+    try:
+        return handle(event, record, context)
+    finally:
+        launch.forget(event)
+
+
+def handle(event, record, context):
+    """trust -> resolve -> (judge, act, owe, tell: the policies' elements) -> what
+    is still owed, for an event read into ``record``."""
     if record.trusted is False:
         log.warning("refusing an event that is not AWS's record of a subscribed call: "
                     "%s (%s)", record.distrust, record.summary)
         metrics.count(metrics.function_policy(policy_data()), metrics.REFUSED)
         return None
-    # resolve: the instances of a launch record CloudTrail cut
-    if record.omitted:
+    if record.omitted:  # the instances of a launch record CloudTrail cut
         resolved = omitted.resolve(event, policy_data(), RETRY)
         if resolved is None:
             return None
+        launch.forget(event)
         event, record = resolved, launch.resolved(resolved, record)
     if record.skip:
         log.info("skipping %s event %s: %s", record.event_name or "?",
                  record.event_id or "?", record.skip)
         return None
     log.info("handling %s", record.summary)
-    # judge, act, owe, tell: the policies' elements (each reads launch.of(event))
+    # judge (allowed-codes), act (safe-terminate), owe and tell (creator-report): each
+    # element reads launch.of(event), this record
     recheck.Target.function_arn = getattr(context, "invoked_function_arn", None)
-    result = c7n_handler.dispatch_event(event, context)
-    unseen = invocation.unseen()
-    if unseen:
-        account_for_unseen(event, unseen)
+    try:
+        result = c7n_handler.dispatch_event(event, context)
+        unseen = invocation.unseen()
+        if unseen:
+            account_for_unseen(event, unseen)
+    finally:
+        launch.forget(event)
     metrics.count(metrics.function_policy(policy_data()), metrics.OWED,
                   len(invocation.pending()))
     invocation.check()  # what is still owed fails the invocation: Lambda retries it

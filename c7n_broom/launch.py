@@ -9,7 +9,8 @@ then reads it top to bottom: trust, resolve (a record CloudTrail cut), judge, ac
 tell.
 
 ``of(event)`` is the record of an event, parsed once: the handler parses the event it
-receives (``remember``) and every element of the policy run reads that record. A
+receives (``remember``) and every element of the policies it runs reads that record
+until it is done with it (``forget``). A
 re-check judges the record of the hold it names, not what the event carried
 (``replace_record``). ``parse`` is pure: it accepts any value and never raises.
 """
@@ -138,38 +139,47 @@ def _omitted(record):
     return bool(omitted.is_omitted(record))
 
 
-# The last event read, as (event, its detail, its marker, its Launch): a Lambda
-# container handles one event at a time. A hit needs the very same objects, so an
-# event whose detail was replaced (a re-check, a resolved record) is read anew.
-_last = None
+# The event the handler is working on, as (event, its detail, its marker, its Launch):
+# a Lambda container handles one event at a time. A hit needs the very same objects,
+# so an event whose detail was replaced (a re-check, a resolved record) is read anew.
+_current = None
 _lock = threading.Lock()
 
 
 def _identity(event):
-    if not isinstance(event, dict):
-        return None
     return (event.get("detail"), event.get(recheck.MARKER))
 
 
 def remember(event, launch):
-    """Keep ``launch`` as the record of ``event`` (what ``of`` returns) and return it."""
-    global _last
+    """Make ``launch`` the record of ``event`` (what ``of`` returns) until ``forget``,
+    and return it: the handler parses the event it receives once, at the edge."""
+    global _current
     if isinstance(event, dict):
         with _lock:
-            _last = (event, _identity(event), launch)
+            _current = (event, _identity(event), launch)
     return launch
 
 
-def of(event):
-    """The Launch of ``event``, parsed once per event (the handler's, when it parsed
-    it: with its trust verdict)."""
+def forget(event):
+    """The handler is done with ``event``: ``of`` reads it anew (a caller may change
+    the dict in place and hand it over again)."""
+    global _current
     with _lock:
-        last = _last
-    if last is not None and last[0] is event:
+        if _current is not None and _current[0] is event:
+            _current = None
+
+
+def of(event):
+    """The Launch of ``event``: the handler's (parsed once, with its trust verdict)
+    while it works on that event; parsed from ``event`` otherwise (a policy run
+    outside the handler: no trust verdict)."""
+    with _lock:
+        current = _current
+    if current is not None and current[0] is event:
         detail, marker = _identity(event)
-        if last[1][0] is detail and last[1][1] is marker:
-            return last[2]
-    return remember(event, parse(event))
+        if current[1][0] is detail and current[1][1] is marker:
+            return current[2]
+    return parse(event)
 
 
 def replace_record(event, record):
@@ -178,10 +188,11 @@ def replace_record(event, record):
     trust verdict already given."""
     before = of(event)
     event["detail"] = record
-    after = parse(event)
-    if before.trusted is not UNJUDGED:
-        after = dataclasses.replace(after, trusted=before.trusted, distrust=before.distrust)
-    return remember(event, after)
+    after = dataclasses.replace(parse(event), trusted=before.trusted,
+                                distrust=before.distrust)
+    with _lock:
+        working = _current is not None and _current[0] is event
+    return remember(event, after) if working else after
 
 
 def resolved(event, before):

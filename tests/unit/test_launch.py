@@ -5,16 +5,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from c7n_broom import events, launch, owed, recheck
+from c7n_broom import events, handler, launch, owed, recheck
 
 from support import (
     ACCOUNT,
     REGION,
     create_fleet_event,
     load_record,
+    policy_file,
     run_instances_event,
+    states,
     tag_event,
 )
+from support import launch as run_launch
 
 RECORDS = ("event-cloud-trail-run-instance-creator.json",
            "event-cloud-trail-run-instance-creator-assumed.json",
@@ -151,13 +154,26 @@ def test_age_is_read_from_the_event_time():
     assert launch.parse(event).age_seconds(at + timedelta(hours=1)) == 3660
 
 
-def test_an_event_is_parsed_once(monkeypatch):
+def test_an_event_is_parsed_once_while_the_handler_works_on_it(monkeypatch):
     event = run_instances_event(["i-0123456789abcdef0"])
-    first = launch.of(event)
+    first = launch.remember(event, launch.parse(event))
     monkeypatch.setattr(launch, "parse", lambda *a, **k: pytest.fail("parsed again"))
 
     assert launch.of(event) is first
     assert owed.event_key(event) == first.key
+
+
+def test_an_event_changed_in_place_after_the_handler_is_read_anew():
+    """A caller may hand the same dict over again, changed: the record read for its
+    first delivery must not stand for the second."""
+    event = run_instances_event(["i-0123456789abcdef0"])
+    launch.remember(event, launch.parse(event))
+    launch.forget(event)
+
+    event["detail"]["eventID"] = "another-event-about-it"
+
+    assert launch.of(event).event_id == "another-event-about-it"
+    assert owed.event_key(event) == "another-event-about-it"
 
 
 def test_the_handlers_verdict_is_what_the_elements_read():
@@ -170,13 +186,13 @@ def test_the_handlers_verdict_is_what_the_elements_read():
 
 def test_another_event_or_a_replaced_record_is_read_anew():
     event = run_instances_event(["i-0123456789abcdef0"])
-    first = launch.of(event)
+    first = launch.remember(event, launch.parse(event))
     other = run_instances_event(["i-0fedcba9876543210"])
 
     assert launch.of(other).instance_ids == ("i-0fedcba9876543210",)
+    assert launch.of(event) is first
     event["detail"] = copy.deepcopy(other["detail"])
     assert launch.of(event).instance_ids == ("i-0fedcba9876543210",)
-    assert launch.of(event) != first
 
 
 def test_a_recheck_reads_the_record_of_its_hold_keeping_the_verdict():
@@ -198,3 +214,73 @@ def test_a_recheck_reads_the_record_of_its_hold_keeping_the_verdict():
     assert found.key == held["eventID"] + "#recheck"
     assert found.trusted is True
 
+
+
+# -- the handler reads the event once, and every element reads what it read ------------
+
+class Context:
+    invoked_function_arn = "arn:aws:lambda:%s:%s:function:broom" % (REGION, ACCOUNT)
+
+    def get_remaining_time_in_millis(self):
+        return 60000
+
+
+@pytest.fixture
+def function(deployed):
+    [data] = policy_file("ec2-tags.yml")["policies"]
+    deployed(data)
+    return data
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """How often the launch record parses an event, and how often anything else asks
+    events.cloudtrail_record for an event's record."""
+    found = {"parse": 0, "cloudtrail_record": 0, "parsing": False}
+    parse, cloudtrail_record = launch.parse, events.cloudtrail_record
+
+    def counted_parse(*args, **kwargs):
+        found["parse"] += 1
+        found["parsing"] = True
+        try:
+            return parse(*args, **kwargs)
+        finally:
+            found["parsing"] = False
+
+    def counted_record(*args, **kwargs):
+        if not found["parsing"]:  # read again, elsewhere
+            found["cloudtrail_record"] += 1
+        return cloudtrail_record(*args, **kwargs)
+    monkeypatch.setattr(launch, "parse", counted_parse)
+    monkeypatch.setattr(events, "cloudtrail_record", counted_record)
+    return found
+
+
+def test_the_handler_reads_a_violating_launch_once(inbox, state_table, function, fake_clock,
+                                                   reads):
+    """Trust, judge, act, owe and tell all read the one record the handler parsed."""
+    [instance] = run_launch(tags={"Code": "NOPE"})
+    event = run_instances_event([instance])
+
+    handler.run(event, Context())
+
+    assert states([instance]) == {instance: "terminated"}
+    [message] = inbox.emails()
+    assert message["MessageAttributes"]["broom.instance_id"]["Value"] == instance
+    assert reads["parse"] == 1
+    assert reads["cloudtrail_record"] == 0  # nothing reads the raw event again
+
+
+def test_after_the_handler_the_same_dict_changed_is_a_new_event(
+        inbox, state_table, function, fake_clock):
+    [first, second] = run_launch(count=2, tags={"Code": "NOPE"})
+    event = run_instances_event([first])
+    handler.run(event, Context())
+    event["detail"]["eventID"] = "another-event-about-it"
+    event["detail"]["responseElements"]["instancesSet"]["items"][0]["instanceId"] = second
+
+    handler.run(event, Context())
+
+    assert states([first, second]) == {first: "terminated", second: "terminated"}
+    assert sorted(m["MessageAttributes"]["broom.instance_id"]["Value"]
+                  for m in inbox.emails()) == sorted([first, second])
