@@ -226,7 +226,8 @@ class Context:
 
 
 @pytest.fixture
-def function(deployed):
+def function(deployed, monkeypatch):
+    monkeypatch.setattr(recheck.Target, "function_arn", None)  # handler.run sets it
     [data] = policy_file("ec2-tags.yml")["policies"]
     deployed(data)
     return data
