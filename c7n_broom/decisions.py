@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from c7n_broom import codes, events, principals, report
+from c7n_broom import codes, events, launch, principals, report
 from c7n_broom.fleets import fleet_of
 from c7n_broom.identity import UNKNOWN
 from c7n_broom.instances import LIVE_STATES, state
@@ -183,8 +183,6 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
     the ids whose creator is not known yet in ``unresolved`` (see ``decide``); each
     principal is counted once, for its own instances.
     """
-    from c7n_broom import launch  # its re-check marker is recheck's, which imports this
-
     record = launch.of(event)  # the event's record, read once by the handler
     creator = record.principal
     creators = creators or {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
-from c7n_broom import events, recheck
+from c7n_broom import events
 from c7n_broom.identity import UNKNOWN, Creator, creator_from_record
 
 #: ``Launch.trusted`` when no trust verdict was asked for (``parse`` without
@@ -99,6 +99,8 @@ def parse(event, subscriptions=None):
     """The Launch of ``event`` (any value; never raises). With ``subscriptions`` (the
     (eventSource, eventName) pairs the function's cloudtrail-mode policies subscribe
     to, ``events.subscriptions``) it carries the trust verdict (``events.untrusted``)."""
+    from c7n_broom import recheck  # the home of its marker, which reads this record
+
     record = events.cloudtrail_record(event)
     outer = event if isinstance(event, dict) else {}
     hold_key = recheck.hold_key(event)
@@ -147,7 +149,9 @@ _lock = threading.Lock()
 
 
 def _identity(event):
-    return (event.get("detail"), event.get(recheck.MARKER))
+    from c7n_broom.recheck import MARKER
+
+    return (event.get("detail"), event.get(MARKER))
 
 
 def remember(event, launch):

@@ -226,8 +226,7 @@ class Context:
 
 
 @pytest.fixture
-def function(deployed, monkeypatch):
-    monkeypatch.setattr(recheck.Target, "function_arn", None)  # handler.run sets it
+def function(deployed):
     [data] = policy_file("ec2-tags.yml")["policies"]
     deployed(data)
     return data
