@@ -115,7 +115,7 @@ def run(event, context):
     try:
         return handle(event, record, context)
     finally:
-        launch.forget(event)
+        launch.forget()  # the next delivery, even of this very dict, is read anew
 
 
 def handle(event, record, context):
@@ -130,7 +130,6 @@ def handle(event, record, context):
         resolved = omitted.resolve(event, policy_data(), RETRY)
         if resolved is None:
             return None
-        launch.forget(event)
         event, record = resolved, launch.resolved(resolved, record)
     if record.skip:
         log.info("skipping %s event %s: %s", record.event_name or "?",
@@ -140,13 +139,10 @@ def handle(event, record, context):
     # judge (allowed-codes), act (safe-terminate), owe and tell (creator-report): each
     # element reads launch.of(event), this record
     recheck.Target.function_arn = getattr(context, "invoked_function_arn", None)
-    try:
-        result = c7n_handler.dispatch_event(event, context)
-        unseen = invocation.unseen()
-        if unseen:
-            account_for_unseen(event, unseen)
-    finally:
-        launch.forget(event)
+    result = c7n_handler.dispatch_event(event, context)
+    unseen = invocation.unseen()
+    if unseen:
+        account_for_unseen(event, unseen)
     metrics.count(metrics.function_policy(policy_data()), metrics.OWED,
                   len(invocation.pending()))
     invocation.check()  # what is still owed fails the invocation: Lambda retries it

@@ -10,9 +10,9 @@ tell.
 
 ``of(event)`` is the record of an event, parsed once: the handler parses the event it
 receives (``remember``) and every element of the policies it runs reads that record
-until it is done with it (``forget``). A
-re-check judges the record of the hold it names, not what the event carried
-(``replace_record``). ``parse`` is pure: it accepts any value and never raises.
+until it is done with it (``forget``). A re-check judges the record of the hold it
+names, not what the event carried (``replace_record``). ``parse`` is pure: it accepts
+any value and never raises.
 """
 import dataclasses
 import threading
@@ -164,13 +164,12 @@ def remember(event, launch):
     return launch
 
 
-def forget(event):
-    """The handler is done with ``event``: ``of`` reads it anew (a caller may change
-    the dict in place and hand it over again)."""
+def forget():
+    """The handler is done with its event: ``of`` reads any event anew (a caller may
+    change the dict in place and hand it over again)."""
     global _current
     with _lock:
-        if _current is not None and _current[0] is event:
-            _current = None
+        _current = None
 
 
 def of(event):
