@@ -15,11 +15,11 @@ from c7n_broom import (
     codes,
     cost,
     decisions,
-    events,
     fleets,
     formats,
     instances,
     invocation,
+    launch,
     lookup,
     metrics,
     owed,
@@ -28,7 +28,6 @@ from c7n_broom import (
     sweep,
     terminate,
 )
-from c7n_broom.identity import UNKNOWN, creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.mailer import REPORTED
 from c7n_broom.validation import check_schema, check_state_table, check_topics
@@ -274,8 +273,8 @@ class CreatorReport(EventAction):
     def process(self, resources, event=None):
         if self.sweeping():
             return self.sweep_report(resources)
-        record = events.cloudtrail_record(event)
-        event_id = owed.event_key(event)
+        record = launch.of(event)  # the event's record, read once by the handler
+        event_id = record.key
         table = state.for_element(self, clock=self.clock)
         obligation = owed.for_run(self, event_id, table)
         try:
@@ -290,14 +289,13 @@ class CreatorReport(EventAction):
         attempt recorded and did not report, whether or not EC2 still shows them.
         Without the state table (``obligation`` None) every instance found is reported,
         except those gone before this event arrived (a repeated delivery)."""
-        creator = creator_from_record(record) if record else UNKNOWN
-        config = self.manager.config
+        creator, config = record.principal, self.manager.config
         if obligation is None:
             live = [r for r in resources if not self.gone_before(r)]
             missing = []
         else:
             fresh = {r["InstanceId"]: owed.stored_finding(
-                report.finding(r, record, config.region, config.account_id),
+                report.finding(r, record.record, config.region, config.account_id),
                 decisions.Decision(False, report.Outcome(report.REPORTED)))
                 for r in resources if not obligation.recorded(r["InstanceId"])
                 and not self.gone_before(r)}
@@ -327,7 +325,7 @@ class CreatorReport(EventAction):
                 outcome = earlier if earlier and outcome.status in (
                     report.GONE, report.TERMINATED) else outcome
             fleet = fleets.fleet_of(r, persistent)
-            found = report.finding(r, record, config.region, config.account_id,
+            found = report.finding(r, record.record, config.region, config.account_id,
                                    fleets.notes(fleet), prices and prices.cost_of(r, now))
             items.append((found, outcome, fleet))
             r[REPORTED] = formats.instance(found, outcome)  # notify-creator
@@ -341,7 +339,7 @@ class CreatorReport(EventAction):
         groups = fleets.one_per_fleet(
             items, FleetSlots(table, throttled), self.policy_name, event_id,
             self.data.get("fleet-report-period", DEFAULT_FLEET_PERIOD))
-        actor = ACTORS.get(events.field(record, "eventName"), "Launched by")
+        actor = ACTORS.get(record.event_name, "Launched by")
         return self.publish(compose_messages(
             groups, creator, actor, self.data.get("max-messages", DEFAULT_MAX_MESSAGES),
             self.policy_name), table, event_id, obligation, throttled)

@@ -19,9 +19,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from c7n_broom import codes, events, principals, report
+from c7n_broom import codes, events, launch, principals, report
 from c7n_broom.fleets import fleet_of
-from c7n_broom.identity import UNKNOWN, creator_from_record
+from c7n_broom.identity import UNKNOWN
 from c7n_broom.instances import LIVE_STATES, state
 
 log = logging.getLogger("custodian.broom.decisions")
@@ -183,19 +183,19 @@ def plan(resources, event, account_id, settings, rechecked, count, recheck,
     the ids whose creator is not known yet in ``unresolved`` (see ``decide``); each
     principal is counted once, for its own instances.
     """
-    record = events.cloudtrail_record(event)
-    creator = creator_from_record(record) if record else UNKNOWN
+    record = launch.of(event)  # the event's record, read once by the handler
+    creator = record.principal
     creators = creators or {}
     anomalies = {}
-    for r in resources if record else ():
+    for r in resources if record.has_record else ():
         if r["InstanceId"] in rechecked:  # a hold's launch marker vouched for it
             continue
-        reason = events.launch_mismatch(record, r.get("LaunchTime"))
+        reason = events.launch_mismatch(record.record, r.get("LaunchTime"))
         if reason:
             log.warning("instance %s: not terminated, %s (%s)", r["InstanceId"], reason,
-                        events.summary(event))
+                        record.summary)
             anomalies[r["InstanceId"]] = reason
-    event_name = events.field(record, "eventName")
+    event_name = record.event_name
     uncapped = {r["InstanceId"] for r in resources
                 if cap_free(r, event_name) or r["InstanceId"] in rechecked}
     found = decide(resources, creator, account_id, settings, anomalies, uncapped,

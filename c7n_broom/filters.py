@@ -8,7 +8,7 @@ from c7n.filters.core import ValueFilter
 from c7n.resolver import ValuesFrom
 from c7n.utils import local_session, type_schema
 
-from c7n_broom import codes, events, instances, metrics, quarantine, recheck
+from c7n_broom import codes, instances, launch, metrics, quarantine, recheck
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import (
     check_grace_seconds,
@@ -149,7 +149,7 @@ class AllowedCodes(ValueFilter):
         """{instance id: tags} standing in for what DescribeInstances does not show:
         the request's tags for an instance EC2 shows no tags at all for (DescribeTags
         included), or the tags DescribeTags shows when only it does."""
-        requested = events.request_tags(record) if record else {}
+        requested = dict(record.request_tags)
         bare = [r["InstanceId"] for r in resources if not r.get("Tags")]
         if not requested or not bare or self.tag_key is None:
             return {}
@@ -164,18 +164,18 @@ class AllowedCodes(ValueFilter):
     def process(self, resources, event=None):
         metrics.count(self.manager.data.get("name", ""), metrics.JUDGED, len(resources))
         allowed = self.allowed_codes()
-        if recheck.is_recheck(event):  # only a hold Broom recorded, judged by its record
+        if launch.of(event).is_recheck:  # only a hold Broom recorded, judged by its record
             hold = recheck.verified(recheck.policy_table(self.manager), event)
             if hold is None:
                 return []
             resources = recheck.held_resources(hold, resources)
-            event["detail"] = hold.record
-        record = events.cloudtrail_record(event)
+            launch.replace_record(event, hold.record)
+        record = launch.of(event)
         stand_in = self.request_stand_in(resources, record)
         verdicts = [(r, self.violation(r, stand_in.get(r["InstanceId"]))) for r in resources]
         suspects = [(r, verdict) for r, verdict in verdicts if verdict]
         missing = [r for r, verdict in suspects if verdict.reason == codes.MISSING]
-        if not record:  # no event: DescribeInstances is authoritative for older ones
+        if not record.has_record:  # no event: DescribeInstances is authoritative for old ones
             now = self.now()
             missing = [r for r in missing if instances.just_launched(r, now)]
         late = {}
@@ -184,11 +184,11 @@ class AllowedCodes(ValueFilter):
             late = instances.late_tags(self.manager, client,
                                        [r["InstanceId"] for r in missing], self.tag_key)
             grace = self.data.get("grace-seconds", 0)
-            age = events.age_seconds(record) if record else None
-            if grace and record and age is not None and age > grace:
+            age = record.age_seconds()
+            if grace and record.has_record and age is not None and age > grace:
                 # an old event (a retry, a replayed log): a late tag had its time
                 log.info("event is %ds old, past grace-seconds: no wait", age)
-            elif grace and record:
+            elif grace and record.has_record:
                 instances.wait_for_tags(self.manager, client, self.tag_key, missing, late,
                                         grace, clock=self.clock, sleep=self.sleep)
         matched = []
@@ -202,7 +202,7 @@ class AllowedCodes(ValueFilter):
             r[codes.ANNOTATION] = dict(
                 verdict.as_dict(), key=self.data.get("key", DEFAULT_KEY), allowed=list(allowed))
             matched.append(r)
-        if not record:  # a sweep keeps the quarantined it releases, to report them once
+        if not record.has_record:  # a sweep keeps the quarantined it releases, to report them once
             chosen = {r["InstanceId"] for r in matched}
             matched += quarantine.released(
                 self, [r for r in resources if r["InstanceId"] not in chosen])

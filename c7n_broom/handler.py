@@ -1,7 +1,9 @@
 """AWS Lambda entry point for Broom's policies (``mode.handler: c7n_broom.handler.run``).
 
 c7n's own handler imports no plugins, so a policy using Broom's elements would fail
-to load in Lambda; this one registers Broom first, then, with one log line each:
+to load in Lambda; this one registers Broom first, reads the event once into its
+launch record (``c7n_broom.launch``: what every later stage reads), then, with one log
+line each:
 
 - refuses events c7n would crash on (malformed: not the shape the policies read);
 - refuses events AWS did not emit, or not for a call the policies subscribe to
@@ -23,7 +25,7 @@ from c7n import handler as c7n_handler
 from c7n.cwe import CloudWatchEvents
 
 import c7n_broom  # noqa: F401  (registers the filter and actions)
-from c7n_broom import events, invocation, metrics, omitted, recheck
+from c7n_broom import events, invocation, launch, metrics, omitted, recheck
 
 log = logging.getLogger("custodian.broom.handler")
 #: Back-off on throttling, never past the invocation's deadline (less its margin).
@@ -92,12 +94,13 @@ def refusal(event):
     return None
 
 
-def distrust(event):
-    """Why the function's cloudtrail-mode policies must not act on this event, or None."""
+def subscriptions():
+    """The (eventSource, eventName) pairs the function's cloudtrail-mode policies
+    subscribe to; None when it runs none (its events are not judged for trust)."""
     modes = policy_modes()
     if not any(mode.get("type") == "cloudtrail" for mode in modes):
         return None
-    return events.untrusted(event, events.subscriptions(modes, CloudWatchEvents.trail_events))
+    return events.subscriptions(modes, CloudWatchEvents.trail_events)
 
 
 def run(event, context):
@@ -107,23 +110,34 @@ def run(event, context):
         log.warning("refusing a malformed event: %s", reason)
         metrics.count(metrics.function_policy(policy_data()), metrics.REFUSED)
         return None
-    reason = distrust(event)
-    if reason:
+    # read once, at the edge: every later stage reads this record (c7n_broom.launch)
+    record = launch.remember(event, launch.parse(event, subscriptions()))
+    try:
+        return handle(event, record, context)
+    finally:
+        launch.forget()  # the next delivery, even of this very dict, is read anew
+
+
+def handle(event, record, context):
+    """trust -> resolve -> (judge, act, owe, tell: the policies' elements) -> what
+    is still owed, for an event read into ``record``."""
+    if record.trusted is False:
         log.warning("refusing an event that is not AWS's record of a subscribed call: "
-                    "%s (%s)", reason, events.summary(event))
+                    "%s (%s)", record.distrust, record.summary)
         metrics.count(metrics.function_policy(policy_data()), metrics.REFUSED)
         return None
-    if omitted.is_omitted(events.cloudtrail_record(event)):
-        event = omitted.resolve(event, policy_data(), RETRY)
-        if event is None:
+    if record.omitted:  # the instances of a launch record CloudTrail cut
+        resolved = omitted.resolve(event, policy_data(), RETRY)
+        if resolved is None:
             return None
-    reason = events.skip_reason(event)
-    if reason:
-        record = events.cloudtrail_record(event)
-        log.info("skipping %s event %s: %s", events.field(record, "eventName") or "?",
-                 events.field(record, "eventID") or "?", reason)
+        event, record = resolved, launch.resolved(resolved, record)
+    if record.skip:
+        log.info("skipping %s event %s: %s", record.event_name or "?",
+                 record.event_id or "?", record.skip)
         return None
-    log.info("handling %s", events.summary(event))
+    log.info("handling %s", record.summary)
+    # judge (allowed-codes), act (safe-terminate), owe and tell (creator-report): each
+    # element reads launch.of(event), this record
     recheck.Target.function_arn = getattr(context, "invoked_function_arn", None)
     result = c7n_handler.dispatch_event(event, context)
     unseen = invocation.unseen()
@@ -140,8 +154,7 @@ def account_for_unseen(event, instance_ids):
     (EC2's eventual consistency), the invocation fails so Lambda retries it; once it
     is older than UNSEEN_RETRY_SECONDS (Lambda's last retry comes about three minutes
     after the first attempt), an alert names them."""
-    record = events.cloudtrail_record(event)
-    age = events.age_seconds(record)
+    age = launch.of(event).age_seconds()
     if age is not None and age <= UNSEEN_RETRY_SECONDS:
         invocation.retry_later("EC2 does not show %s yet" % ", ".join(instance_ids))
         return

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from c7n_broom import events, invocation, items, recheck, report
+from c7n_broom import invocation, items, launch, report
 from c7n_broom.items import OBLIGATION_TTL
 from c7n_broom.state import CHECK_FAILED, KEY, TTL_ATTRIBUTE, _key, _n, _s
 
@@ -218,13 +218,7 @@ def event_key(event):
     launch itself, named by the smallest instance id its record names (an instance is
     launched once: both records of one launch share it, two launches never do);
     apart for the re-check of held instances; "" without a record."""
-    record = events.cloudtrail_record(event)
-    key = events.report_key(record)
-    if key == events.FLEET_LAUNCH:
-        key += "#" + min(events.launched_instances(record) or [""])
-    if key and recheck.hold_key(event):  # the re-check reports what it does
-        key += "#recheck"
-    return key
+    return launch.of(event).key  # read once, with the event (c7n_broom.launch)
 
 
 #: The Finding fields stored with an obligation (all but its cost and extra lines).

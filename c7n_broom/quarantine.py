@@ -40,7 +40,18 @@ from botocore.exceptions import ClientError
 from c7n.exceptions import PolicyValidationError
 from c7n.utils import local_session
 
-from c7n_broom import codes, cost, events, fleets, instances, lookup, report, snapshots, state
+from c7n_broom import (
+    codes,
+    cost,
+    events,
+    fleets,
+    instances,
+    launch,
+    lookup,
+    report,
+    snapshots,
+    state,
+)
 from c7n_broom.identity import creator_from_record
 from c7n_broom.text import readable
 from c7n_broom.validation import where
@@ -719,9 +730,9 @@ def key_of(resource):
 
 
 def event_name(event, policy):
-    record = events.cloudtrail_record(event)
-    if record:
-        return "%s %s" % (events.field(record, "eventName"), events.field(record, "eventID"))
+    record = launch.of(event)  # the event's record, read once by the handler
+    if record.has_record:
+        return "%s %s" % (record.event_name, record.event_id)
     return "sweep %s" % policy
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 import boto3
 from botocore.exceptions import ClientError
 
-from c7n_broom import events, instances, invocation, items, state
+from c7n_broom import events, instances, invocation, items, launch, state
 from c7n_broom.decisions import REPORT_ONLY
 
 log = logging.getLogger("custodian.broom.recheck")
@@ -235,13 +235,14 @@ def schedule_held(event, markers, delay, retry, table, policy):
                 "check them again with broom replay --execute"), LOCAL
     ids = list(markers)
     due = datetime.fromtimestamp(int(now()) + delay, timezone.utc)
-    record = events.cloudtrail_record(event) or {}
+    found = launch.of(event)  # the event's record, read once by the handler
+    record = found.record or {}
     region = Target.function_arn.split(":")[3]
     client = boto3.Session().client("scheduler", region_name=region)
     try:
         for index, batch in enumerate(batches(event, ids)):
             key = new_key(policy, table.account_id, table.region,
-                          events.field(record, "eventID") or event.get("id"), index)
+                          found.event_id or event.get("id"), index)
             if not record_hold(table, key, record, {i: markers[i] for i in batch},
                                due.timestamp()):
                 raise ValueError("the state table %s cannot record the hold" % table.name)
@@ -293,7 +294,7 @@ def verified(table, event, at=None):
             why = "hold %s is for account %s region %s" % ((key,) + where)
         else:
             return hold
-    log.warning("re-check acting on nothing: %s (%s)", why, events.summary(event))
+    log.warning("re-check acting on nothing: %s (%s)", why, launch.of(event).summary)
     return None
 
 

@@ -43,8 +43,8 @@ from c7n.resources.ec2 import InstanceFinding
 from c7n.resources.securityhub import FindingTypes
 from c7n.utils import chunks, get_partition, local_session, type_schema
 
-from c7n_broom import codes, events, instances, report, sweep
-from c7n_broom.identity import UNKNOWN, creator_from_record
+from c7n_broom import codes, events, instances, launch, report, sweep
+from c7n_broom.identity import UNKNOWN
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.mailer import REPORTED
 from c7n_broom.text import readable, true_value
@@ -266,7 +266,7 @@ class SecurityHubFinding(InstanceFinding, EventAction):
     def process(self, resources, event=None):
         config = self.manager.config
         region, account_id = config.region, config.account_id
-        record = events.cloudtrail_record(event)
+        record = launch.of(event)  # the event's record, read once by the handler
         now = datetime.now(timezone.utc).isoformat()
         client = local_session(self.manager.session_factory).client(
             "securityhub", region_name=region)
@@ -277,17 +277,17 @@ class SecurityHubFinding(InstanceFinding, EventAction):
             created = self.open_findings(client, region, account_id, resources)
             if created is None:
                 return []
-            creator = creator_from_record(record) if record else UNKNOWN
+            creator = record.principal
             findings = [asff(
                 self.format_resource(r), region, account_id, r["InstanceId"], policy, None,
-                {"status": "compliant"}, creator, record, now,
+                {"status": "compliant"}, creator, record.record, now,
                 created_at=created[r["InstanceId"]], actor="Fixed by", **options)
                 for r in resources if r["InstanceId"] in created]
         else:
             attributed = sweep.attributions(resources)
-            event_creator = creator_from_record(record) if record else UNKNOWN
+            event_creator = record.principal
             actor = {"CreateTags": "Tagged by", "DeleteTags": "Untagged by"}.get(
-                events.field(record, "eventName"), "Launched by")
+                record.event_name, "Launched by")
             findings = []
             for r in resources:
                 reported = r.get(REPORTED)
@@ -298,9 +298,9 @@ class SecurityHubFinding(InstanceFinding, EventAction):
                     attribution.creator.name else event_creator
                 findings.append(asff(
                     self.format_resource(r), region, account_id, r["InstanceId"], policy,
-                    reported["code"], reported["outcome"], creator, record, now,
-                    notified=True, actor=actor, **options))
-            if not record:  # a sweep: it judged every instance, so it can settle the rest
+                    reported["code"], reported["outcome"], creator, record.record,
+                    now, notified=True, actor=actor, **options))
+            if not record.has_record:  # a sweep: it judged every instance, so it settles the rest
                 # Its violators first: a Security Hub that is off refuses this import,
                 # which is then the run's one warning, and nothing is read.
                 imported = self.import_findings(client, findings)

@@ -14,9 +14,9 @@ from c7n.utils import chunks, local_session, type_schema
 from c7n_broom import (
     codes,
     decisions,
-    events,
     instances,
     invocation,
+    launch,
     owed,
     quarantine,
     recheck,
@@ -164,12 +164,12 @@ class SafeTerminate(EventAction, Terminate):
             settings = dataclasses.replace(settings, unit="one sweep")
             held_note = lambda held: sweep.NEXT_SWEEP  # noqa: E731
         else:  # an event: what it owes is recorded before acting (c7n_broom.owed)
-            obligation = owed.for_run(self, owed.event_key(event), table)
+            obligation = owed.for_run(self, launch.of(event).key, table)
             if obligation is not None and obligation.busy:
                 return {}
             held_note = None
         hold, rechecked = None, set()
-        if recheck.is_recheck(event):  # only what a recorded, due hold holds
+        if launch.of(event).is_recheck:  # only what a recorded, due hold holds
             hold = recheck.verified(table, event)
             rechecked = {r["InstanceId"] for r in recheck.held_resources(hold, resources)
                          } if hold else set()
@@ -238,13 +238,13 @@ class SafeTerminate(EventAction, Terminate):
         held ones) before acting, then schedule the re-check of the held ones: a
         schedule that exists settles their re-check; one refused for a transient
         reason fails the invocation after the rest was done, so its retry creates it."""
-        record = events.cloudtrail_record(event)
+        record = launch.of(event)
         config = self.manager.config
         held = [i for i, d in plan.items() if d.outcome and d.outcome.status == report.HELD]
         if obligation is not None:
             obligation.owe({r["InstanceId"]: owed.stored_finding(
-                report.finding(r, record, config.region, config.account_id),
-                plan[r["InstanceId"]]) for r in resources}, held, events.summary(event))
+                report.finding(r, record.record, config.region, config.account_id),
+                plan[r["InstanceId"]]) for r in resources}, held, record.summary)
         if not held:
             return
         note, status = recheck.schedule_held(

@@ -44,3 +44,11 @@ def handed_over(monkeypatch):
     monkeypatch.setattr(c7n_handler, "dispatch_event",
                         lambda event, context: calls.append(event))
     return calls
+
+
+@pytest.fixture(autouse=True)
+def outside_lambda(monkeypatch):
+    """Each test starts outside Lambda: handler.run keeps the invoking function's ARN
+    (for the re-check schedules), which must not outlive the test that ran it."""
+    from c7n_broom import recheck
+    monkeypatch.setattr(recheck.Target, "function_arn", None)

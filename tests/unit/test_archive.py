@@ -20,7 +20,7 @@ PLUGIN_FILES = {
         "quarantine", "recheck", "report", "source", "state", "terminate", "text", "validation",
         "cost", "formats", "mailer", "snapshots",
         "lookup", "sweep", "items", "securityhub", "metrics",
-        "invocation", "owed")}
+        "invocation", "owed", "launch")}
 #: What the plugin may import: itself, c7n, the AWS SDK Lambda provides, the stdlib.
 ALLOWED_ROOTS = {"c7n_broom", "c7n", "boto3", "botocore"} | set(sys.stdlib_module_names)
 
