@@ -48,7 +48,8 @@ class AllowedCodes(ValueFilter):
     is missing. Without an event (pull or periodic mode) only
     instances launched in the last few minutes have their tags re-read: for older
     ones DescribeInstances is authoritative. ``grace-seconds`` (event modes only) keeps
-    re-reading the tag of instances that have none, every 2 seconds up to that long,
+    re-reading the tag of instances that have none, after widening pauses (2, 4, 8
+    seconds...) and once more when it ends,
     for tools that tag in a separate CreateTags call after launch; an event already
     older than that (a retried or replayed one) is not waited for.
 
@@ -181,16 +182,14 @@ class AllowedCodes(ValueFilter):
         late = {}
         if missing and self.tag_key:
             client = local_session(self.manager.session_factory).client("ec2")
-            late = instances.late_tags(self.manager, client,
-                                       [r["InstanceId"] for r in missing], self.tag_key)
-            grace = self.data.get("grace-seconds", 0)
-            age = record.age_seconds()
-            if grace and record.has_record and age is not None and age > grace:
+            grace = self.data.get("grace-seconds", 0) if record.has_record else 0
+            age = record.age_seconds() if record.has_record else None
+            if grace and age is not None and age > grace:
                 # an old event (a retry, a replayed log): a late tag had its time
                 log.info("event is %ds old, past grace-seconds: no wait", age)
-            elif grace and record.has_record:
-                instances.wait_for_tags(self.manager, client, self.tag_key, missing, late,
-                                        grace, clock=self.clock, sleep=self.sleep)
+                grace = 0
+            late = instances.wait_for_tags(self.manager, client, self.tag_key, missing,
+                                           grace, clock=self.clock, sleep=self.sleep)
         matched = []
         for r, verdict in suspects:
             if r["InstanceId"] in late:  # a tag shown only now: judge it again

@@ -16,7 +16,7 @@ import logging
 from botocore.exceptions import ClientError
 from c7n.utils import chunks, local_session
 
-from c7n_broom import report
+from c7n_broom import invocation, report
 from c7n_broom.instances import DENIED
 
 log = logging.getLogger("custodian.broom.fleets")
@@ -133,8 +133,8 @@ def _persistent(manager, client, ids):
     found = set()
     for batch in chunks(ids, 100):
         try:
-            response = manager.retry(client.describe_spot_instance_requests,
-                                     SpotInstanceRequestIds=batch)
+            response = invocation.retry(  # back-off within the invocation's time
+                client.describe_spot_instance_requests, SpotInstanceRequestIds=batch)
         except ClientError as e:
             code = e.response["Error"]["Code"]
             if code in DENIED:

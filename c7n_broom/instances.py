@@ -32,7 +32,8 @@ UNKNOWN_ID_ERRORS = (NOT_FOUND, MALFORMED)
 #: AccessDeniedException, most other services AccessDenied.
 DENIED = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException")
 
-#: Seconds between tag re-reads while ``grace-seconds`` lasts.
+#: Seconds before the first tag re-read while ``grace-seconds`` lasts (each next
+#: pause is twice as long).
 GRACE_INTERVAL = 2
 #: Without an event, DescribeInstances shows the tags of an instance launched longer
 #: ago than this: only younger ones have their tags re-read.
@@ -118,27 +119,39 @@ def late_tags(manager, client, instance_ids, key):
     return found
 
 
-def wait_for_tags(manager, client, key, resources, found, grace,
+def wait_for_tags(manager, client, key, resources, grace,
                   clock=time.monotonic, sleep=time.sleep):
-    """Re-read the ``key`` tag of live instances not in ``found`` every
-    GRACE_INTERVAL seconds until each has one or ``grace`` seconds pass; adds what
-    shows up to ``found``.
+    """{instance id: {key: value}}: the ``key`` tags DescribeTags shows on
+    ``resources``, waiting up to ``grace`` seconds for live instances to get one.
 
     Tools that tag in a separate CreateTags call just after RunInstances race the
     check; only instances with no tag at all should be given here, so compliant
-    launches, wrong values and instances already terminated (a repeated event) cost
-    nothing.
+    launches and wrong values cost nothing. The tags are read after widening pauses
+    (GRACE_INTERVAL seconds, then twice as long each time) and a last time when
+    ``grace`` ends, stopping once each live instance has one: a violation costs a
+    few calls, not one every GRACE_INTERVAL. They are read at least once, at once
+    when there is nothing to wait for (no live instance: a repeated event) or the
+    invocation cannot afford the wait (``invocation.affords``).
     """
+    live = {r["InstanceId"] for r in resources if state(r) in LIVE_STATES}
+    asked = [r["InstanceId"] for r in resources]
     deadline = clock() + grace
-    waiting = [r["InstanceId"] for r in resources
-               if r["InstanceId"] not in found and state(r) in LIVE_STATES]
-    while waiting and clock() < deadline:
-        pause = min(GRACE_INTERVAL, max(0.0, deadline - clock()))
-        if not invocation.affords(pause):  # the margin to report is worth more
+    found, pause, read = {}, GRACE_INTERVAL, False
+    while asked:
+        left = deadline - clock()
+        step = min(pause, max(0.0, left))
+        waits = left > 0 and not live.isdisjoint(asked)
+        if waits and not invocation.affords(step):  # the margin to report is worth more
             log.info("invocation near its deadline: no longer waiting for %s tags", key)
+            waits = False
+        if read and not waits:
             break
-        sleep(pause)
-        found.update(late_tags(manager, client, waiting, key))
-        waiting = [i for i in waiting if i not in found]
-    if waiting:
-        log.info("%d instance(s) still without a %s tag after %ss", len(waiting), key, grace)
+        if waits:
+            sleep(step)
+            pause *= 2
+        found.update(late_tags(manager, client, asked, key))
+        read = True
+        asked = [i for i in asked if i not in found and i in live]
+    if asked:
+        log.info("%d instance(s) still without a %s tag after %ss", len(asked), key, grace)
+    return found

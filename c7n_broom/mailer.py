@@ -48,7 +48,7 @@ from c7n.resolver import ValuesFrom
 from c7n.utils import chunks, local_session, type_schema
 from c7n.version import version
 
-from c7n_broom import events
+from c7n_broom import events, invocation
 from c7n_broom.identity import creator_from_record
 from c7n_broom.lambda_check import check_lambda_packaging
 from c7n_broom.validation import check_schema, where
@@ -312,7 +312,7 @@ class NotifyCreator(EventAction):
         for part in chunks(reported, 500):
             for body in batches(build, list(part)):
                 try:
-                    response = self.manager.retry(
+                    response = invocation.retry(  # back-off within the invocation's time
                         client.send_message, QueueUrl=url, MessageBody=body,
                         MessageAttributes={"mtype": {"DataType": "String",
                                                      "StringValue": DATA_MESSAGE}})
