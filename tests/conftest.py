@@ -171,9 +171,6 @@ def fake_clock(monkeypatch):
     monkeypatch.setattr(invocation, "sleep", clock.sleep)  # back-off on throttling
     monkeypatch.setattr(invocation, "clock", clock.monotonic)  # the deadline's clock
     invocation.start()  # no deadline, nothing owed from another test
-    from c7n_broom import recheck
-    # handler.run sets the function to re-check with from its context: not another test's
-    monkeypatch.setattr(recheck.Target, "function_arn", None)
     return clock
 
 
