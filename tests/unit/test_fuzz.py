@@ -618,9 +618,17 @@ def strings_in(value):
 
 def touched(calls, instance_ids):
     """Instances named in calls that change something (anything but Describe/List/Get;
-    a report's text may quote any id the event held, so Publish is not a change)."""
-    changing = [params for operation, params in calls
-                if not operation.startswith(("Describe", "List", "Get", "Publish"))]
+    a report's text may quote any id the event held, so Publish is not a change). A
+    Security Hub finding changes the instance its resource names: its other fields
+    quote the event (a creator's ARN may be any text, an instance id too)."""
+    changing = []
+    for operation, params in calls:
+        if operation.startswith(("Describe", "List", "Get", "Publish")):
+            continue
+        if operation == "BatchImportFindings":
+            params = [r.get("Id", "").rsplit("/", 1)[-1]
+                      for f in params.get("Findings", ()) for r in f.get("Resources", ())]
+        changing.append(params)
     return {s for params in changing for s in strings_in(params)} & set(instance_ids)
 
 
