@@ -8,6 +8,7 @@ The tests test the working tree: pytest.ini puts the repository root first on
 ``sys.path`` (``pythonpath = .``), and the session stops at once if ``c7n_broom`` or
 ``broom`` came from another copy that differs from it.
 """
+import copy
 import functools
 from pathlib import Path
 
@@ -100,6 +101,78 @@ def sns_signing_key_made_once():
     key = functools.lru_cache(maxsize=None)(Subscription.private_key.__wrapped__)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Subscription, "private_key", lambda self: key(None))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def library_work_done_once():
+    """Test speed only: work the libraries repeat for every client or call, on inputs
+    that do not change during a run, done once.
+
+    - every botocore client copies its session's table of event handlers (hundreds of
+      them, a tree of dicts and lists: a tenth of the unit suite's CPU time). The
+      copies share the tree; a registration copies the nodes on its event's path;
+    - moto lists the methods of a response class (``inspect.getmembers``) for every
+      call it answers;
+    - each botocore client copies its session's event aliaser with an empty cache of
+      aliased event names, so every client works the same names out again;
+    - c7n checks the JSON schema it generates against the JSON Schema meta-schema for
+      every policy file it validates (``broom`` checks each file it loads): the check
+      is kept per schema (by its text), so a broken element schema still fails.
+    """
+    from botocore.hooks import EventAliaser, _PrefixTrie
+    from c7n import schema as c7n_schema
+    from moto.core import responses as moto_responses
+
+    def share_handlers(trie):
+        trie._shares = True  # neither trie changes a node it shares
+        copied = _PrefixTrie.__new__(_PrefixTrie)
+        copied.__dict__.update(_root=trie._root, _shares=True)
+        return copied
+
+    def on_own_path(change):
+        """``change`` after copying the nodes on ``key``'s path (the rest stay shared)."""
+        def change_own_path(trie, key, *args, **kwargs):
+            if not trie.__dict__.get("_shares"):
+                return change(trie, key, *args, **kwargs)
+            node = trie._root = dict(trie._root, children=dict(trie._root["children"]))
+            for part in key.split("."):
+                child = node["children"].get(part)
+                if child is None:
+                    break
+                child = dict(child, children=dict(child["children"]))
+                if child["values"] is not None:
+                    child["values"] = copy.copy(child["values"])
+                node["children"][part] = child
+                node = child
+            return change(trie, key, *args, **kwargs)
+        return change_own_path
+
+    names_of = functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class)
+    copy_aliaser = EventAliaser.__copy__
+
+    def copy_sharing_names(aliaser):
+        copied = copy_aliaser(aliaser)
+        copied._alias_name_cache = aliaser._alias_name_cache  # the same aliases
+        return copied
+
+    validator = c7n_schema.JsonSchemaValidator
+    check_schema = validator.check_schema
+    checked = set()
+
+    def check_schema_once(cls, schema, *args, **kwargs):
+        key = repr(schema)
+        if key not in checked:
+            check_schema(schema, *args, **kwargs)
+            checked.add(key)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_PrefixTrie, "__copy__", share_handlers)
+        patch.setattr(_PrefixTrie, "append_item", on_own_path(_PrefixTrie.append_item))
+        patch.setattr(_PrefixTrie, "remove_item", on_own_path(_PrefixTrie.remove_item))
+        patch.setattr(moto_responses, "method_names_from_class", names_of)
+        patch.setattr(EventAliaser, "__copy__", copy_sharing_names)
+        patch.setattr(validator, "check_schema", classmethod(check_schema_once))
         yield
 
 
