@@ -112,6 +112,11 @@ def library_work_done_once():
     - every botocore client copies its session's table of event handlers (hundreds of
       them, a tree of dicts and lists: a tenth of the unit suite's CPU time). The
       copies share the tree; a registration copies the nodes on its event's path;
+    - every botocore client makes an SSL context (for HTTPS, which the tests never
+      use: moto answers in process, its server on http://127.0.0.1): one serves all;
+    - ``mock_aws`` makes thousands of ``responses`` callbacks (one per URL pattern of
+      every service, for the ``requests`` library) each time it starts: the same ones
+      serve every start;
     - moto lists the methods of a response class (``inspect.getmembers``) for every
       call it answers;
     - each botocore client copies its session's event aliaser with an empty cache of
@@ -121,7 +126,9 @@ def library_work_done_once():
       is kept per schema (by its text), so a broken element schema still fails.
     """
     from botocore.hooks import EventAliaser, _PrefixTrie
+    from botocore.httpsession import URLLib3Session
     from c7n import schema as c7n_schema
+    from moto.core import models as moto_models
     from moto.core import responses as moto_responses
 
     def share_handlers(trie):
@@ -166,7 +173,23 @@ def library_work_done_once():
             check_schema(schema, *args, **kwargs)
             checked.add(key)
 
+    made = {}
+
+    def callback_response(method, url, callback, **options):
+        key = (method, url, callback)
+        if options:
+            return make_callback_response(method=method, url=url, callback=callback,
+                                          **options)
+        if key not in made:
+            made[key] = make_callback_response(method=method, url=url, callback=callback)
+        return made[key]
+
+    make_callback_response = moto_models.CallbackResponse
+    ssl_context = functools.lru_cache(maxsize=None)(URLLib3Session._get_ssl_context)
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(moto_models, "CallbackResponse", callback_response)
+        patch.setattr(URLLib3Session, "_get_ssl_context", lambda session: ssl_context(None))
         patch.setattr(_PrefixTrie, "__copy__", share_handlers)
         patch.setattr(_PrefixTrie, "append_item", on_own_path(_PrefixTrie.append_item))
         patch.setattr(_PrefixTrie, "remove_item", on_own_path(_PrefixTrie.remove_item))
