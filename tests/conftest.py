@@ -60,9 +60,9 @@ def botocore_models_read_once():
     """Test speed only: botocore parses its JSON service models again for every
     Session, and builds a service model and a method table again for every client (c7n
     makes a Session per policy, and clients per action). One loader for the whole run
-    (as broom.local.aws does for its sessions), one service model and one method table
-    per service API make the mock_aws tests about three times faster. All three are
-    read-only once built."""
+    (as broom.local.aws does for its sessions), one service model, one method table and
+    one table of method names per service API make the mock_aws tests about three
+    times faster. All are read-only once built."""
     methods = {}
     build_methods = botocore.client.ClientCreator._create_methods
 
@@ -71,6 +71,15 @@ def botocore_models_read_once():
         if key not in methods:
             methods[key] = build_methods(creator, service_model)
         return dict(methods[key])
+
+    mappings = {}
+    build_mapping = botocore.client.ClientCreator._create_name_mapping
+
+    def create_name_mapping(creator, service_model):
+        key = (service_model.service_name, service_model.api_version)
+        if key not in mappings:
+            mappings[key] = build_mapping(creator, service_model)
+        return dict(mappings[key])
 
     models = {}
     load_model = botocore.client.ClientCreator._load_service_model
@@ -85,6 +94,8 @@ def botocore_models_read_once():
         patch.setattr(botocore.session, "create_loader",
                       functools.lru_cache(maxsize=None)(botocore.loaders.create_loader))
         patch.setattr(botocore.client.ClientCreator, "_create_methods", create_methods)
+        patch.setattr(botocore.client.ClientCreator, "_create_name_mapping",
+                      create_name_mapping)
         patch.setattr(botocore.client.ClientCreator, "_load_service_model", load_service_model)
         yield
 
