@@ -5,6 +5,8 @@ PyYAML does not know CloudFormation's short-form functions (``!Sub``, ``!Ref``,
 ``{"Ref": ...}``), and :func:`resolve` evaluates the few the role policies use, with
 the values a test gives, as CloudFormation would.
 """
+import copy
+import functools
 import re
 from pathlib import Path
 
@@ -42,8 +44,15 @@ for _name in _FUNCTIONS + ("Ref", "Condition"):
 
 
 def load(name):
-    """templates/NAME (e.g. ``account.yml``) as a dict, functions in long form."""
-    return yaml.load((TEMPLATES / name).read_text(), Loader=_Loader)
+    """templates/NAME (e.g. ``account.yml``) as a dict, functions in long form: a copy
+    of its own for the caller to change."""
+    return copy.deepcopy(_parsed((TEMPLATES / name).read_text()))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(text):
+    """``text`` parsed once per run (the tests read each template many times)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def names():

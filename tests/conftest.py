@@ -8,6 +8,7 @@ The tests test the working tree: pytest.ini puts the repository root first on
 ``sys.path`` (``pythonpath = .``), and the session stops at once if ``c7n_broom`` or
 ``broom`` came from another copy that differs from it.
 """
+import copy
 import functools
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def botocore_models_read_once():
     """Test speed only: botocore parses its JSON service models again for every
     Session, and builds a service model and a method table again for every client (c7n
     makes a Session per policy, and clients per action). One loader for the whole run
-    (as broom.local.aws does for its sessions), one service model and one method table
-    per service API make the mock_aws tests about three times faster. All three are
-    read-only once built."""
+    (as broom.local.aws does for its sessions), one service model, one method table and
+    one table of method names per service API make the mock_aws tests about three
+    times faster. All are read-only once built."""
     methods = {}
     build_methods = botocore.client.ClientCreator._create_methods
 
@@ -70,6 +71,15 @@ def botocore_models_read_once():
         if key not in methods:
             methods[key] = build_methods(creator, service_model)
         return dict(methods[key])
+
+    mappings = {}
+    build_mapping = botocore.client.ClientCreator._create_name_mapping
+
+    def create_name_mapping(creator, service_model):
+        key = (service_model.service_name, service_model.api_version)
+        if key not in mappings:
+            mappings[key] = build_mapping(creator, service_model)
+        return dict(mappings[key])
 
     models = {}
     load_model = botocore.client.ClientCreator._load_service_model
@@ -84,6 +94,8 @@ def botocore_models_read_once():
         patch.setattr(botocore.session, "create_loader",
                       functools.lru_cache(maxsize=None)(botocore.loaders.create_loader))
         patch.setattr(botocore.client.ClientCreator, "_create_methods", create_methods)
+        patch.setattr(botocore.client.ClientCreator, "_create_name_mapping",
+                      create_name_mapping)
         patch.setattr(botocore.client.ClientCreator, "_load_service_model", load_service_model)
         yield
 
@@ -100,6 +112,101 @@ def sns_signing_key_made_once():
     key = functools.lru_cache(maxsize=None)(Subscription.private_key.__wrapped__)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Subscription, "private_key", lambda self: key(None))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def library_work_done_once():
+    """Test speed only: work the libraries repeat for every client or call, on inputs
+    that do not change during a run, done once.
+
+    - every botocore client copies its session's table of event handlers (hundreds of
+      them, a tree of dicts and lists: a tenth of the unit suite's CPU time). The
+      copies share the tree; a registration copies the nodes on its event's path;
+    - every botocore client makes an SSL context (for HTTPS, which the tests never
+      use: moto answers in process, its server on http://127.0.0.1): one serves all;
+    - ``mock_aws`` makes thousands of ``responses`` callbacks (one per URL pattern of
+      every service, for the ``requests`` library) each time it starts: the same ones
+      serve every start;
+    - moto lists the methods of a response class (``inspect.getmembers``) for every
+      call it answers;
+    - each botocore client copies its session's event aliaser with an empty cache of
+      aliased event names, so every client works the same names out again;
+    - c7n checks the JSON schema it generates against the JSON Schema meta-schema for
+      every policy file it validates (``broom`` checks each file it loads): the check
+      is kept per schema (by its text), so a broken element schema still fails.
+    """
+    from botocore.hooks import EventAliaser, _PrefixTrie
+    from botocore.httpsession import URLLib3Session
+    from c7n import schema as c7n_schema
+    from moto.core import models as moto_models
+    from moto.core import responses as moto_responses
+
+    def share_handlers(trie):
+        trie._shares = True  # neither trie changes a node it shares
+        copied = _PrefixTrie.__new__(_PrefixTrie)
+        copied.__dict__.update(_root=trie._root, _shares=True)
+        return copied
+
+    def on_own_path(change):
+        """``change`` after copying the nodes on ``key``'s path (the rest stay shared)."""
+        def change_own_path(trie, key, *args, **kwargs):
+            if not trie.__dict__.get("_shares"):
+                return change(trie, key, *args, **kwargs)
+            node = trie._root = dict(trie._root, children=dict(trie._root["children"]))
+            for part in key.split("."):
+                child = node["children"].get(part)
+                if child is None:
+                    break
+                child = dict(child, children=dict(child["children"]))
+                if child["values"] is not None:
+                    child["values"] = copy.copy(child["values"])
+                node["children"][part] = child
+                node = child
+            return change(trie, key, *args, **kwargs)
+        return change_own_path
+
+    names_of = functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class)
+    copy_aliaser = EventAliaser.__copy__
+
+    def copy_sharing_names(aliaser):
+        copied = copy_aliaser(aliaser)
+        copied._alias_name_cache = aliaser._alias_name_cache  # the same aliases
+        return copied
+
+    validator = c7n_schema.JsonSchemaValidator
+    check_schema = validator.check_schema
+    checked = set()
+
+    def check_schema_once(cls, schema, *args, **kwargs):
+        key = repr(schema)
+        if key not in checked:
+            check_schema(schema, *args, **kwargs)
+            checked.add(key)
+
+    made = {}
+
+    def callback_response(method, url, callback, **options):
+        key = (method, url, callback)
+        if options:
+            return make_callback_response(method=method, url=url, callback=callback,
+                                          **options)
+        if key not in made:
+            made[key] = make_callback_response(method=method, url=url, callback=callback)
+        return made[key]
+
+    make_callback_response = moto_models.CallbackResponse
+    ssl_context = functools.lru_cache(maxsize=None)(URLLib3Session._get_ssl_context)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(moto_models, "CallbackResponse", callback_response)
+        patch.setattr(URLLib3Session, "_get_ssl_context", lambda session: ssl_context(None))
+        patch.setattr(_PrefixTrie, "__copy__", share_handlers)
+        patch.setattr(_PrefixTrie, "append_item", on_own_path(_PrefixTrie.append_item))
+        patch.setattr(_PrefixTrie, "remove_item", on_own_path(_PrefixTrie.remove_item))
+        patch.setattr(moto_responses, "method_names_from_class", names_of)
+        patch.setattr(EventAliaser, "__copy__", copy_sharing_names)
+        patch.setattr(validator, "check_schema", classmethod(check_schema_once))
         yield
 
 

@@ -6,6 +6,7 @@ tests use are in tests/e2e/e2e_support.py.
 """
 import copy
 import filecmp
+import functools
 import io
 import json
 import re
@@ -378,8 +379,16 @@ def load_policy(data, region=REGION, account_id=ACCOUNT, variables=None, validat
 
 
 def policy_file(name="ec2-tags.yml"):
-    """The policy document ``policies/NAME``, as written (variables not expanded)."""
-    return yaml.safe_load((POLICIES / name).read_text())
+    """The policy document ``policies/NAME``, as written (variables not expanded): a
+    copy of its own for the caller to change."""
+    return copy.deepcopy(parsed_yaml((POLICIES / name).read_text()))
+
+
+@functools.lru_cache(maxsize=None)
+def parsed_yaml(text):
+    """``text`` parsed once per run (PyYAML takes milliseconds a file, and the tests
+    read the same few files a thousand times): shared, so copy it before changing it."""
+    return yaml.safe_load(text)
 
 
 #: An option value for :func:`policy_with`: remove the option.

@@ -10,7 +10,7 @@ Two layers:
 
 By default (``pytest``, ``pytest tests/unit``) each property gets a bounded number
 of examples, kept small so that the unit suite stays under a minute: 30 handler
-events, 100 to 300 per pure property (about 9 s on 2 cores). ``BROOM_FUZZ_EXAMPLES``
+events, 50 to 300 per pure property (about 7 s on 2 cores). ``BROOM_FUZZ_EXAMPLES``
 gives every property that many instead; the long run gives each 5,000:
 
     BROOM_FUZZ_EXAMPLES=5000 pytest tests/unit/test_fuzz.py --hypothesis-show-statistics
@@ -264,7 +264,7 @@ def create_fleet_records(draw):
     return detail
 
 
-@fuzz_settings(300)
+@fuzz_settings(100)  # the costliest records to draw: 7 ms each
 @given(record=create_fleet_records())
 def test_the_policy_acts_on_no_instance_broom_does_not_read_from_a_create_fleet_record(
         record):
@@ -417,7 +417,7 @@ def test_report_is_well_formed_for_any_finding(finding, outcome, creator, actor)
     assert_true_values(attributes)
 
 
-@fuzz_settings(100)
+@fuzz_settings(50)  # up to 12,000 findings each: 12 ms an example
 @given(items=st.lists(st.tuples(findings, outcomes), min_size=1, max_size=30),
        copies=st.integers(1, 400), creator=creators)
 def test_digest_fits_sns_for_any_findings(items, copies, creator):
