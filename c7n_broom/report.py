@@ -33,6 +33,25 @@ NEEDS_PERSON = "needs-a-person"  # protected: Broom never clears it there
 RESOLVED = "left-quarantine"  # fixed in the meantime
 
 
+#: What a report's first line says was done, per status.
+HEADLINES = {
+    TERMINATED: "terminated",
+    FAILED: "could NOT terminate",
+    WOULD_TERMINATE: "would terminate",
+    EXEMPT: "found (exempt)",
+    HELD: "held back from terminating",
+    GONE: "found already gone",
+    REPORTED: "found",
+    ANOMALY: "found an anomaly with",
+    UNRESOLVED: "left alone until its creator is known",
+    QUARANTINED: "quarantined",
+    STOPPED: "stopped",
+    STOP_FAILED: "could NOT stop",
+    NEEDS_PERSON: "needs a person for",
+    RESOLVED: "released from quarantine",
+}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What really happened to an instance: ``status`` is one of the constants above."""
@@ -42,22 +61,7 @@ class Outcome:
 
     @property
     def headline(self):
-        return {
-            TERMINATED: "terminated",
-            FAILED: "could NOT terminate",
-            WOULD_TERMINATE: "would terminate",
-            EXEMPT: "found (exempt)",
-            HELD: "held back from terminating",
-            GONE: "found already gone",
-            REPORTED: "found",
-            ANOMALY: "found an anomaly with",
-            UNRESOLVED: "left alone until its creator is known",
-            QUARANTINED: "quarantined",
-            STOPPED: "stopped",
-            STOP_FAILED: "could NOT stop",
-            NEEDS_PERSON: "needs a person for",
-            RESOLVED: "released from quarantine",
-        }.get(self.status, self.status)
+        return HEADLINES.get(self.status, self.status)
 
     @property
     def gone(self):

@@ -54,6 +54,9 @@ _MAX_INPUT = 64 * MAX_LENGTH
 _ESCAPED = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MENTIONS = {"@": "\uff20", "!": "\uff01"}  # fullwidth commercial at, exclamation mark
 _MARKS = frozenset({"Mn", "Me"})
+# ASCII that every rule leaves as it is, whatever its neighbours (not & < > @ ! nor
+# controls; a double space or "](" is checked apart).
+_PLAIN = re.compile(r"[A-Za-z0-9 ._:/=+,#%*$'\"?;~^`{}|\[\]()\\-]*\Z")
 # The start of an entity or of a visible escape, left at the end of a cut text.
 _PARTIAL_ESCAPE = re.compile(r"&[a-z]*\Z|\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?\Z")
 
@@ -103,8 +106,16 @@ def _tokens(text):
 
 def readable(value, limit=MAX_LENGTH):
     """``value`` as one line of inert, printable text for a person (module docstring)."""
-    text = unicodedata.normalize("NFC", as_text(value)[:_MAX_INPUT])
+    text = as_text(value)
     limit = max(1, limit)
+    if len(text) <= limit and _PLAIN.match(text) and "  " not in text and "](" not in text:
+        return text  # nothing the rules change (most values): as _rendered gives it
+    return _rendered(text, limit)
+
+
+def _rendered(text, limit):
+    """Rules 2 to 9 applied to ``text``, character by character."""
+    text = unicodedata.normalize("NFC", text[:_MAX_INPUT])
     out, length = [], 0
     for token in _tokens(text):
         if length + len(token) > limit:  # cut between tokens, with room for the ellipsis

@@ -44,6 +44,15 @@ def test_readable_and_attribute_never_raise(value):
     assert attribute(value) == ""
 
 
+@settings(max_examples=300)
+@given(st.text(st.sampled_from("aZ09 .:/=+,#%*$'\"?;~^`{}|[]()\\-&<>@!\t\u00a0\u202e"),
+               max_size=40), st.integers(1, 50))
+def test_the_plain_ascii_shortcut_renders_as_the_rules_do(value, limit):
+    """Most values are plain ASCII that no rule changes: readable returns them as they
+    are, and must give exactly what the rules give."""
+    assert readable(value, limit) == text._rendered(value, limit)
+
+
 def test_long_values_are_cut_to_the_limit_with_an_ellipsis():
     assert readable("x" * 300) == "x" * 255 + "\u2026"
     assert len(readable("x" * 100_000, 20)) == 20
