@@ -43,12 +43,22 @@ def load(path, config=None):
     return list(collection or ())
 
 
+#: PyYAML's safe loader, in C when PyYAML was built with libyaml (several times faster).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load_file(path):
+    """The YAML file's data, as ``yaml.safe_load`` reads it; raises OSError or
+    yaml.YAMLError."""
+    with open(path) as f:
+        return yaml.load(f, Loader=SAFE_LOADER)  # noqa: S506 (a safe loader)
+
+
 def read(path):
     """The file's data, once it is known to be YAML with a ``policies:`` list (c7n
     says less helpful things about those, or raises PyYAML's errors)."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        data = safe_load_file(path)
     except (OSError, yaml.YAMLError) as e:
         raise PolicyFileError("%s: not a readable policy file (%s)" % (path, one_line(e)))
     if not isinstance(data, dict) or not isinstance(data.get("policies"), list):

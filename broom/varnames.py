@@ -81,11 +81,12 @@ def check_vars(values, policy_paths):
     which says what is wrong with it."""
     import yaml
 
+    from broom.policyfile import safe_load_file
+
     datas = []
     for path in policy_paths:
         try:
-            with open(path) as f:
-                datas.append(yaml.safe_load(f))
+            datas.append(safe_load_file(path))
         except (OSError, yaml.YAMLError):
             continue
     found = unknown_vars(values, datas, allow_option=False)
