@@ -97,14 +97,13 @@ def fit(build, count):
     room each) and tries that count and its neighbour; after INTERPOLATED guesses it
     halves the range as a binary search does. The answer is the binary search's, in a
     few renders instead of about ten."""
-    built = {}
+    built, sizes = {}, {}
 
     def fits(listed):
         built[listed] = build(listed)
         sizes[listed] = built[listed].size(https_chatbot=True)
         return sizes[listed] <= formats.BUDGET
 
-    sizes = {}
     high = min(count, formats.BUDGET // 200)
     if fits(high):
         return built[high]

@@ -198,18 +198,9 @@ def begin(table, policy, event_key):
                                     TTL_ATTRIBUTE: _n(now + OBLIGATION_TTL)})
     obligation.reports = set(item.get("reports", {}).get("SS", ()))
     obligation.rechecks = set(item.get("rechecks", {}).get("SS", ()))
-    obligation.findings = _json(item, "findings")
-    obligation.counted = _json(item, "counted")
+    obligation.findings = items.json_object(item, "findings") or {}
+    obligation.counted = items.json_object(item, "counted") or {}
     return obligation
-
-
-def _json(item, name):
-    try:
-        value = json.loads(item.get(name, {}).get("S") or "{}")
-    except ValueError:
-        log.warning("obligation %s: unreadable %s, ignored", item.get(KEY, {}).get("S"), name)
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def event_key(event):
